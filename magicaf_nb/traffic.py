@@ -8,7 +8,7 @@ It is bounded in count and time and stops by itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,8 +24,15 @@ Send = Callable[[], Awaitable[Any]]
 class RequestStream:
     """Send ``send()`` at ``rate_per_s`` (evenly spaced) until stopped or a bound is hit."""
 
-    def __init__(self, send: Send, rate_per_s: float, *, max_in_flight: int = 32,
-                 max_seconds: float = 600.0, max_requests: int = 100_000) -> None:
+    def __init__(
+        self,
+        send: Send,
+        rate_per_s: float,
+        *,
+        max_in_flight: int = 32,
+        max_seconds: float = 600.0,
+        max_requests: int = 100_000,
+    ) -> None:
         if not 0 < rate_per_s <= 10_000:
             raise ConfigError(f"rate_per_s={rate_per_s}: use a rate above 0 and at most 10000.")
         self.send = send
@@ -35,7 +42,7 @@ class RequestStream:
         self.max_requests = max_requests
         self._records: list[dict[str, Any]] = []
         self._marks: list[dict[str, Any]] = []
-        self._stop: asyncio.Event | None = None
+        self._stop = threading.Event()
         self._future: Any = None
         self._t0 = 0.0
 
@@ -52,20 +59,15 @@ class RequestStream:
 
     def stop(self, timeout_s: float = 120.0) -> pd.DataFrame:
         """Stop sending, wait for in-flight requests, return all records."""
-        if self._future is None:
-            return self.records()
-        if self._stop is not None:
-            self._stop_loop_event()
-        self._future.result(timeout_s)
-        self._future = None
+        self._stop.set()
+        return self.wait(timeout_s)
+
+    def wait(self, timeout_s: float = 600.0) -> pd.DataFrame:
+        """Wait until the stream has ended (stopped or bounded) and its requests finished."""
+        if self._future is not None:
+            self._future.result(timeout_s)
+            self._future = None
         return self.records()
-
-    def _stop_loop_event(self) -> None:
-        from magicaf_nb.services.sync import background_loop
-
-        event = self._stop
-        assert event is not None
-        background_loop().call_soon_threadsafe(event.set)
 
     def records(self) -> pd.DataFrame:
         columns = ["t_send_s", "latency_s", "ok", "error", "served_by"]
@@ -94,7 +96,6 @@ class RequestStream:
         self._records.append(row)
 
     async def _run(self) -> None:
-        self._stop = asyncio.Event()
         gate = asyncio.Semaphore(self.max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
         interval = 1.0 / self.rate_per_s
@@ -103,12 +104,10 @@ class RequestStream:
             due = self._t0 + sent * interval
             if due - self._t0 > self.max_seconds:
                 break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                if self._stop.is_set():
-                    break
+            while (delay := due - time.perf_counter()) > 0 and not self._stop.is_set():
+                await asyncio.sleep(min(delay, 0.02))
+            if self._stop.is_set():
+                break
             await gate.acquire()
             task = asyncio.create_task(self._one(gate))
             tasks.add(task)

@@ -13,16 +13,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import httpx
 import numpy as np
 import pytest
-from minilm_reference import MAX_TOKENS, MiniLMReference, load_reference
-from pydoc_data.topics import topics
 
 from magicaf_nb.binaries import MissingBinaryError, llama_server_path
 from magicaf_nb.gguf_convert import convert_minilm
 from magicaf_nb.models import EMBEDDING_DIM, minilm_source_dir
+
+from .minilm_reference import MAX_TOKENS, MiniLMReference, load_reference
 
 N_PASSAGES = 64
 BATCH = 16
@@ -120,6 +121,9 @@ def server(
         *("-m", str(gguf), "--host", "127.0.0.1", "--port", str(port)),
         *("--embedding", "--pooling", "mean"),
         *("-t", "2", "-b", "512", "-ub", "512", "-c", "512", "--no-webui"),
+        # Without it, a -march=native build on a CPU that reports AMX repacks Q8_0/Q4_x weights
+        # for AMX, and where the VM does not enable AMX tiles the first matmul dies (SIGILL).
+        "--no-repack",
     ]
     with log.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)

@@ -62,9 +62,13 @@ class EmbeddingClient:
         url = f"{self.base_url}/v1/embeddings"
         start = time.perf_counter()
         response = await request_json(
-            self._pool.get(), "POST", url,
+            self._pool.get(),
+            "POST",
+            url,
             json={"input": texts, "model": self.config.model},
-            policy=self.policy, service="embedding", fix=self._fix,
+            policy=self.policy,
+            service="embedding",
+            fix=self._fix,
         )
         seconds = time.perf_counter() - start
         body = response.json()
@@ -72,22 +76,32 @@ class EmbeddingClient:
             data = sorted(body["data"], key=lambda item: item["index"])
             vectors = np.asarray([item["embedding"] for item in data], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ServiceError(f"embedding: {url} answered without OpenAI 'data' embeddings: "
-                               f"{str(body)[:200]}", url=url) from exc
+            raise ServiceError(
+                f"embedding: {url} answered without OpenAI 'data' embeddings: {str(body)[:200]}",
+                url=url,
+            ) from exc
         if len(vectors) != len(texts):
-            raise ServiceError(f"embedding: {url} returned {len(vectors)} vectors for "
-                               f"{len(texts)} inputs", url=url)
+            raise ServiceError(
+                f"embedding: {url} returned {len(vectors)} vectors for {len(texts)} inputs", url=url
+            )
         usage = body.get("usage") or {}
-        return EmbeddingBatch(vectors, usage.get("prompt_tokens"),
-                              response.headers.get("x-served-by"), seconds)
+        return EmbeddingBatch(
+            vectors, usage.get("prompt_tokens"), response.headers.get("x-served-by"), seconds
+        )
 
-    async def aembed(self, texts: Sequence[str], *, batch_size: int | None = None,
-                     parallel_batches: int | None = None) -> np.ndarray:
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        parallel_batches: int | None = None,
+    ) -> np.ndarray:
         """Embed any number of texts; returns an (n, dim) float32 array in input order."""
         texts = _check_texts(texts)
         size = check_positive_int("batch_size", batch_size or self.config.batch_size, upper=4096)
-        width = check_positive_int("parallel_batches",
-                                   parallel_batches or self.config.parallel_batches, upper=256)
+        width = check_positive_int(
+            "parallel_batches", parallel_batches or self.config.parallel_batches, upper=256
+        )
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         gate = asyncio.Semaphore(width)
@@ -103,8 +117,14 @@ class EmbeddingClient:
     async def ahealth_check(self) -> bool:
         """True if the server answers ``GET /health`` with 200; else a ``ServiceError``."""
         url = f"{self.base_url}/health"
-        await request_json(self._pool.get(), "GET", url, policy=RetryPolicy(max_retries=0),
-                           service="embedding", fix=self._fix)
+        await request_json(
+            self._pool.get(),
+            "GET",
+            url,
+            policy=RetryPolicy(max_retries=0),
+            service="embedding",
+            fix=self._fix,
+        )
         return True
 
     def embed(self, texts: Sequence[str], **kwargs: int) -> np.ndarray:

@@ -12,8 +12,14 @@ import httpx
 from magicaf_nb.services.errors import ServiceError, describe_transport_error
 
 RETRYABLE_STATUS = {500, 502, 503, 504}
-RETRYABLE_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                    httpx.WriteError, httpx.PoolTimeout, httpx.ConnectTimeout)
+RETRYABLE_ERRORS = (
+    httpx.ConnectError,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.PoolTimeout,
+    httpx.ConnectTimeout,
+)
 
 
 @dataclass(frozen=True)

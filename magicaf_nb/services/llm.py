@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from magicaf_nb.config import GenerationConfig, LlmConfig
 from magicaf_nb.services.errors import ServiceError, describe_transport_error
 from magicaf_nb.services.http import RETRYABLE_ERRORS, RETRYABLE_STATUS, RetryPolicy, request_json
@@ -74,8 +73,13 @@ class LlmClient:
             f"LLM_URL={config.base_url} is right (it ends with /v1)."
         )
 
-    def _body(self, prompt: str | Messages, generation: GenerationConfig | None,
-              system: str | None, stream: bool) -> dict[str, Any]:
+    def _body(
+        self,
+        prompt: str | Messages,
+        generation: GenerationConfig | None,
+        system: str | None,
+        stream: bool,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": as_messages(prompt, system),
@@ -86,13 +90,23 @@ class LlmClient:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def achat(self, prompt: str | Messages, generation: GenerationConfig | None = None,
-                    *, system: str | None = None) -> ChatResult:
+    async def achat(
+        self,
+        prompt: str | Messages,
+        generation: GenerationConfig | None = None,
+        *,
+        system: str | None = None,
+    ) -> ChatResult:
         url = f"{self.base_url}/chat/completions"
         start = time.perf_counter()
         response = await request_json(
-            self._pool.get(), "POST", url, json=self._body(prompt, generation, system, False),
-            policy=self.policy, service="llm", fix=self._fix,
+            self._pool.get(),
+            "POST",
+            url,
+            json=self._body(prompt, generation, system, False),
+            policy=self.policy,
+            service="llm",
+            fix=self._fix,
         )
         latency = time.perf_counter() - start
         body = response.json()
@@ -100,8 +114,9 @@ class LlmClient:
             choice = body["choices"][0]
             usage = body.get("usage") or {}
         except (KeyError, IndexError, TypeError) as exc:
-            raise ServiceError(f"llm: {url} answered without choices: {str(body)[:200]}",
-                               url=url) from exc
+            raise ServiceError(
+                f"llm: {url} answered without choices: {str(body)[:200]}", url=url
+            ) from exc
         return ChatResult(
             text=choice["message"].get("content") or "",
             finish_reason=choice.get("finish_reason"),
@@ -111,9 +126,13 @@ class LlmClient:
             served_by=response.headers.get("x-served-by"),
         )
 
-    async def astream_chat(self, prompt: str | Messages,
-                           generation: GenerationConfig | None = None,
-                           *, system: str | None = None) -> ChatResult:
+    async def astream_chat(
+        self,
+        prompt: str | Messages,
+        generation: GenerationConfig | None = None,
+        *,
+        system: str | None = None,
+    ) -> ChatResult:
         """Stream a completion; measures time to first token and every token's arrival."""
         url = f"{self.base_url}/chat/completions"
         body = self._body(prompt, generation, system, True)
@@ -124,9 +143,11 @@ class LlmClient:
                 cause = str(exc)
                 if attempt < self.policy.max_retries:
                     await asyncio.sleep(self.policy.delay(attempt))
-        raise ServiceError(f"llm: POST {url} (stream) failed after "
-                           f"{self.policy.max_retries + 1} attempt(s): {cause}. {self._fix}",
-                           url=url)
+        raise ServiceError(
+            f"llm: POST {url} (stream) failed after "
+            f"{self.policy.max_retries + 1} attempt(s): {cause}. {self._fix}",
+            url=url,
+        )
 
     async def _stream_once(self, url: str, body: dict[str, Any]) -> ChatResult:
         start = time.perf_counter()
@@ -139,9 +160,11 @@ class LlmClient:
                     detail = (await response.aread()).decode(errors="replace")[:300]
                     if response.status_code in RETRYABLE_STATUS:
                         raise _RetryableStreamError(f"HTTP {response.status_code}: {detail}")
-                    raise ServiceError(f"llm: POST {url} -> HTTP {response.status_code}: "
-                                       f"{detail}. {self._fix}", url=url,
-                                       status=response.status_code)
+                    raise ServiceError(
+                        f"llm: POST {url} -> HTTP {response.status_code}: {detail}. {self._fix}",
+                        url=url,
+                        status=response.status_code,
+                    )
                 served_by = response.headers.get("x-served-by")
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
@@ -159,8 +182,11 @@ class LlmClient:
                         finish = choice.get("finish_reason") or finish
         except RETRYABLE_ERRORS as exc:
             if token_times:  # tokens already reached the caller: a retry would duplicate them
-                raise ServiceError(f"llm: stream from {url} broke after {len(token_times)} "
-                                   f"tokens: {describe_transport_error(exc)}", url=url) from exc
+                raise ServiceError(
+                    f"llm: stream from {url} broke after {len(token_times)} "
+                    f"tokens: {describe_transport_error(exc)}",
+                    url=url,
+                ) from exc
             raise _RetryableStreamError(describe_transport_error(exc)) from exc
         return ChatResult(
             text="".join(parts),
@@ -175,16 +201,32 @@ class LlmClient:
 
     async def ahealth_check(self) -> bool:
         root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        await request_json(self._pool.get(), "GET", f"{root}/health",
-                           policy=RetryPolicy(max_retries=0), service="llm", fix=self._fix)
+        await request_json(
+            self._pool.get(),
+            "GET",
+            f"{root}/health",
+            policy=RetryPolicy(max_retries=0),
+            service="llm",
+            fix=self._fix,
+        )
         return True
 
-    def chat(self, prompt: str | Messages, generation: GenerationConfig | None = None,
-             *, system: str | None = None) -> ChatResult:
+    def chat(
+        self,
+        prompt: str | Messages,
+        generation: GenerationConfig | None = None,
+        *,
+        system: str | None = None,
+    ) -> ChatResult:
         return run_sync(self.achat(prompt, generation, system=system))
 
-    def stream_chat(self, prompt: str | Messages, generation: GenerationConfig | None = None,
-                    *, system: str | None = None) -> ChatResult:
+    def stream_chat(
+        self,
+        prompt: str | Messages,
+        generation: GenerationConfig | None = None,
+        *,
+        system: str | None = None,
+    ) -> ChatResult:
         return run_sync(self.astream_chat(prompt, generation, system=system))
 
     def health_check(self) -> bool:

@@ -10,12 +10,14 @@ import httpx
 
 
 class ClientPool:
-    def __init__(self, *, timeout_s: float, headers: dict[str, str] | None = None,
-                 max_connections: int = 256) -> None:
+    def __init__(
+        self, *, timeout_s: float, headers: dict[str, str] | None = None, max_connections: int = 256
+    ) -> None:
         self._timeout = httpx.Timeout(timeout_s, connect=5.0)
         self._headers = headers or {}
-        self._limits = httpx.Limits(max_connections=max_connections,
-                                    max_keepalive_connections=max_connections)
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
         self._clients = weakref.WeakKeyDictionary()
 
@@ -23,8 +25,9 @@ class ClientPool:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(timeout=self._timeout, headers=self._headers,
-                                       limits=self._limits, trust_env=False)
+            client = httpx.AsyncClient(
+                timeout=self._timeout, headers=self._headers, limits=self._limits, trust_env=False
+            )
             self._clients[loop] = client
         return client
 

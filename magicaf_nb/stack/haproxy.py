@@ -19,7 +19,9 @@ BACKEND = "replicas"
 
 # Dynamic servers (runtime API) do not inherit default-server in HAProxy 2.6,
 # so every server gets its check settings spelled out.
-SERVER_OPTIONS = "check inter 300ms fastinter 200ms downinter 500ms fall 2 rise 1 pool-purge-delay 200ms"
+SERVER_OPTIONS = (
+    "check inter 300ms fastinter 200ms downinter 500ms fall 2 rise 1 pool-purge-delay 200ms"
+)
 
 
 class HaproxyError(RuntimeError):
@@ -146,9 +148,23 @@ class RuntimeApi:
         table = self.stats()
         if table.empty:
             return table
-        servers = table[(table["pxname"] == BACKEND) & ~table["svname"].isin(["FRONTEND", "BACKEND"])]
-        columns = ["svname", "status", "scur", "stot", "hrsp_2xx", "hrsp_4xx", "hrsp_5xx",
-                   "eresp", "econ", "wretr", "wredis", "check_status"]
+        servers = table[
+            (table["pxname"] == BACKEND) & ~table["svname"].isin(["FRONTEND", "BACKEND"])
+        ]
+        columns = [
+            "svname",
+            "status",
+            "scur",
+            "stot",
+            "hrsp_2xx",
+            "hrsp_4xx",
+            "hrsp_5xx",
+            "eresp",
+            "econ",
+            "wretr",
+            "wredis",
+            "check_status",
+        ]
         out = servers[[c for c in columns if c in servers.columns]].copy()
         for col in out.columns:
             if col not in ("svname", "status", "check_status"):

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,11 @@ def _balancer_from_dict(item: dict[str, Any]) -> Balancer:
     return Balancer(**{**item, "process": proc})
 
 
+# Stacks this process has up, by name: re-running a notebook's launch cell replaces the
+# previous stack of the same name instead of failing on it.
+_LIVE: weakref.WeakValueDictionary[str, LocalStack] = weakref.WeakValueDictionary()
+
+
 class LocalStack:
     """Launch, scale and tear down the embedded stack.
 
@@ -123,6 +129,13 @@ class LocalStack:
             model_paths = self._resolve_models()
             llama_server = binaries.llama_server_path()
             haproxy_bin = binaries.haproxy_path()
+            previous = _LIVE.get(self.spec.name)
+            if previous is not None and previous is not self and previous.is_up:
+                warnings.warn(
+                    f"Replacing the stack {self.spec.name!r} this process started earlier.",
+                    stacklevel=2,
+                )
+                previous.down()
             for comp in COMPONENTS:
                 port = self.spec.component(comp).lb_port
                 if port is not None:
@@ -147,6 +160,7 @@ class LocalStack:
                 self._teardown()
                 raise
             self._up = True
+            _LIVE[self.spec.name] = self
             self._save()
             return self
 
@@ -204,12 +218,16 @@ class LocalStack:
             added: list[int] = []
             removed: list[int] = []
             if n > before:
-                next_index = max((r.index for r in self.replicas if r.component == component),
-                                 default=-1) + 1
+                next_index = (
+                    max((r.index for r in self.replicas if r.component == component), default=-1)
+                    + 1
+                )
                 paths = self._resolve_models()
                 llama_server = binaries.llama_server_path()
-                new = [self._spawn_replica(component, next_index + k, llama_server,
-                                           paths[component]) for k in range(n - before)]
+                new = [
+                    self._spawn_replica(component, next_index + k, llama_server, paths[component])
+                    for k in range(n - before)
+                ]
                 self._save()
                 try:
                     self._wait_healthy(new)
@@ -257,8 +275,12 @@ class LocalStack:
             if replica.process is not None:
                 procs.stop(replica.process)
             fresh = self._spawn_replica(
-                component, index, binaries.llama_server_path(),
-                self._resolve_models()[component], port=replica.port, register=False,
+                component,
+                index,
+                binaries.llama_server_path(),
+                self._resolve_models()[component],
+                port=replica.port,
+                register=False,
             )
             replica.process, replica.state = fresh.process, "starting"
             self._save()
@@ -303,16 +325,28 @@ class LocalStack:
             if lb is not None and lb.process is not None and lb.process.is_alive():
                 with contextlib.suppress(OSError, KeyError):
                     lb_rows = {
-                        row["server"]: row
-                        for row in lb.api.server_stats().to_dict("records")
+                        row["server"]: row for row in lb.api.server_stats().to_dict("records")
                     }
             for replica in self._of(comp, include_dead=True):
                 rows.append(self._replica_row(replica, lb_rows.get(replica.server_name)))
             if lb is not None:
                 rows.append(self._balancer_row(lb, lb_rows))
-        columns = ["component", "replica", "pid", "port", "state", "lb_status", "rss_mb",
-                   "cpu_s", "requests", "in_flight"]
-        return pd.DataFrame(rows, columns=columns)
+        columns = [
+            "component",
+            "replica",
+            "pid",
+            "port",
+            "state",
+            "lb_status",
+            "rss_mb",
+            "cpu_s",
+            "requests",
+            "in_flight",
+        ]
+        table = pd.DataFrame(rows, columns=columns)
+        for col in ("replica", "pid", "port", "requests", "in_flight"):
+            table[col] = table[col].astype("Int64")
+        return table
 
     def lb_stats(self, component: str) -> pd.DataFrame:
         """HAProxy's per-server counters for one service."""
@@ -346,7 +380,8 @@ class LocalStack:
 
     def _of(self, component: str, include_dead: bool = True) -> list[Replica]:
         return [
-            r for r in self.replicas
+            r
+            for r in self.replicas
             if r.component == component and (include_dead or r.state != "killed")
         ]
 
@@ -360,7 +395,9 @@ class LocalStack:
         raise StackError(f"No {component} replica {index!r}; the replicas are: {known}.")
 
     def _resolve_models(self) -> dict[str, Path]:
-        emb = self.spec.embedding.model_path or models.embedding_model_path(self.spec.embedding.quant)
+        emb = self.spec.embedding.model_path or models.embedding_model_path(
+            self.spec.embedding.quant
+        )
         llm = self.spec.llm.model_path or models.chat_model_path()
         for comp, path in (("embedding", emb), ("llm", llm)):
             if not Path(path).is_file():
@@ -426,8 +463,14 @@ class LocalStack:
             return
         me = psutil.Process()
         self._watchdog = procs.spawn(
-            [sys.executable, "-m", "magicaf_nb.stack.watchdog", self.spec.name,
-             str(me.pid), repr(me.create_time())],
+            [
+                sys.executable,
+                "-m",
+                "magicaf_nb.stack.watchdog",
+                self.spec.name,
+                str(me.pid),
+                repr(me.create_time()),
+            ],
             state.run_dir(self.spec.name) / "watchdog.log",
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
@@ -440,9 +483,14 @@ class LocalStack:
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         cfg = run / f"{component}-haproxy.cfg"
-        cfg.write_text(haproxy.render_config(
-            service=component, bind_host="127.0.0.1", bind_port=port, socket_path=sock))
-        check = procs.spawn([str(haproxy_bin), "-c", "-q", "-f", str(cfg)], run / "haproxy-check.log")
+        cfg.write_text(
+            haproxy.render_config(
+                service=component, bind_host="127.0.0.1", bind_port=port, socket_path=sock
+            )
+        )
+        check = procs.spawn(
+            [str(haproxy_bin), "-c", "-q", "-f", str(cfg)], run / "haproxy-check.log"
+        )
         for _ in range(100):
             if procs.exit_code(check) is not None:
                 break
@@ -463,20 +511,60 @@ class LocalStack:
             )
 
     def _server_command(self, component: str, port: int, model: Path, llama: Path) -> list[str]:
-        common = [str(llama), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-                  "--no-webui", "--metrics"]
+        common = [
+            str(llama),
+            "-m",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-webui",
+            "--metrics",
+        ]
         if component == "embedding":
             spec = self.spec.embedding
-            return [*common, "--alias", models.EMBEDDING_MODEL_NAME, "--embedding",
-                    "--pooling", "mean", "-t", str(spec.threads), "--parallel", str(spec.slots),
-                    "-c", str(512 * spec.slots), "-b", str(spec.batch_tokens),
-                    "-ub", str(spec.batch_tokens)]
+            return [
+                *common,
+                "--alias",
+                models.EMBEDDING_MODEL_NAME,
+                "--embedding",
+                "--pooling",
+                "mean",
+                "-t",
+                str(spec.threads),
+                "--parallel",
+                str(spec.slots),
+                "-c",
+                str(512 * spec.slots),
+                "-b",
+                str(spec.batch_tokens),
+                "-ub",
+                str(spec.batch_tokens),
+            ]
         spec_llm = self.spec.llm
-        return [*common, "--alias", models.CHAT_MODEL_NAME, "-t", str(spec_llm.threads),
-                "-c", str(spec_llm.context), "--parallel", str(spec_llm.slots)]
+        return [
+            *common,
+            "--alias",
+            models.CHAT_MODEL_NAME,
+            "-t",
+            str(spec_llm.threads),
+            "-c",
+            str(spec_llm.context),
+            "--parallel",
+            str(spec_llm.slots),
+        ]
 
-    def _spawn_replica(self, component: str, index: int, llama: Path, model: Path,
-                       *, port: int | None = None, register: bool = True) -> Replica:
+    def _spawn_replica(
+        self,
+        component: str,
+        index: int,
+        llama: Path,
+        model: Path,
+        *,
+        port: int | None = None,
+        register: bool = True,
+    ) -> Replica:
         port = port or pick_free_port()
         cmd = self._server_command(component, port, model, llama)
         record = procs.spawn(cmd, self._log_path(component, index))
