@@ -18,12 +18,12 @@ test: setup lint
 	  --nbval-lax --nbval-current-env --nbval-cell-timeout 900 -p no:cacheprovider -ra
 
 lint:
-	$(VENV)/bin/ruff check magicaf_nb tests scripts
-	$(VENV)/bin/ruff format --check magicaf_nb tests scripts
+	$(VENV)/bin/ruff check magicaf_nb tests scripts benchmarks
+	$(VENV)/bin/ruff format --check magicaf_nb tests scripts benchmarks
 
 format:
-	$(VENV)/bin/ruff format magicaf_nb tests scripts
-	$(VENV)/bin/ruff check --fix magicaf_nb tests scripts
+	$(VENV)/bin/ruff format magicaf_nb tests scripts benchmarks
+	$(VENV)/bin/ruff check --fix magicaf_nb tests scripts benchmarks
 
 clean:
 	-$(VENV)/bin/magicaf-nb down
