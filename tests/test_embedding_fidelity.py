@@ -125,9 +125,6 @@ def server(
         *("-m", str(gguf), "--host", "127.0.0.1", "--port", str(port)),
         *("--embedding", "--pooling", "mean"),
         *("-t", "2", "-b", "512", "-ub", "512", "-c", "512", "--no-webui"),
-        # Without it, a -march=native build on a CPU that reports AMX repacks Q8_0/Q4_x weights
-        # for AMX, and where the VM does not enable AMX tiles the first matmul dies (SIGILL).
-        "--no-repack",
     ]
     with log.open("wb") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)

@@ -106,3 +106,14 @@ def test_request_stream_refuses_absurd_rates() -> None:
 
 def test_summary_of_no_records_is_empty() -> None:
     assert summarize(pd.DataFrame(columns=["t_send_s", "latency_s", "ok", "error"])).empty
+
+
+def test_committed_haproxy_example_matches_the_generated_config() -> None:
+    example = Path(__file__).parent.parent / "stack" / "haproxy" / "service.cfg"
+    rendered = haproxy.render_config(
+        service="embedding",
+        bind_host="127.0.0.1",
+        bind_port=8080,
+        socket_path=Path("/run/haproxy/embedding.sock"),
+    )
+    assert example.read_text().startswith(rendered)

@@ -11,7 +11,7 @@ import httpx
 
 from magicaf_nb.services.errors import ServiceError, describe_transport_error
 
-RETRYABLE_STATUS = {500, 502, 503, 504}
+RETRYABLE_STATUS = {502, 503, 504}
 RETRYABLE_ERRORS = (
     httpx.ConnectError,
     httpx.RemoteProtocolError,
