@@ -64,7 +64,7 @@ def stream_timeline(
     ax.set_xlabel("time since the stream started (s)")
     ax.set_ylabel("requests/s")
     ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8, ncols=min(6, len(table.columns)))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     return ax
 
 
@@ -86,4 +86,98 @@ def latency_timeline(
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_title("Request latency over time")
     ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def throughput_latency(
+    summary: pd.DataFrame,
+    *,
+    throughput: str,
+    latency: str,
+    label: str,
+    ax: Axes | None = None,
+    series: str | None = None,
+    throughput_label: str = "throughput",
+    latency_label: str = "latency (ms)",
+) -> Axes:
+    """The classic curve: each point one load level, throughput on x, latency on y."""
+    ax = _axes(ax, (6, 4))
+    groups = summary.groupby(series) if series else [(None, summary)]
+    for name, part in groups:
+        part = part.sort_values(label)
+        ax.plot(
+            part[throughput],
+            part[latency],
+            marker="o",
+            label=None if name is None else f"{series}={name}",
+        )
+        for _, row in part.iterrows():
+            ax.annotate(
+                f"{row[label]:g}",
+                (row[throughput], row[latency]),
+                fontsize=8,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
+    ax.set_xlabel(throughput_label)
+    ax.set_ylabel(latency_label)
+    ax.set_title(f"Throughput against latency (labels: {label})")
+    if series:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def latency_distribution(
+    records: pd.DataFrame,
+    by: str,
+    *,
+    column: str = "latency_s",
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Empirical CDF of a per-request time (ms), one line per value of ``by``."""
+    ax = _axes(ax, (6, 4))
+    for name, part in records[~records["warmup"].astype(bool)].groupby(by):
+        values = 1000 * part[column].dropna().sort_values().to_numpy()
+        if len(values):
+            ax.step(
+                values,
+                [(i + 1) / len(values) for i in range(len(values))],
+                where="post",
+                label=f"{by}={name}",
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{column.removesuffix('_s')} (ms, log scale)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_title(title or f"Distribution of {column.removesuffix('_s')}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def metric_against_load(
+    summary: pd.DataFrame,
+    *,
+    load: str,
+    metric: str,
+    ax: Axes | None = None,
+    series: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+) -> Axes:
+    """One metric (TTFT, tokens/s, server batch) against the offered load."""
+    ax = _axes(ax, (6, 4))
+    groups = summary.groupby(series) if series else [(None, summary)]
+    for name, part in groups:
+        part = part.sort_values(load)
+        ax.plot(
+            part[load], part[metric], marker="o", label=None if name is None else f"{series}={name}"
+        )
+    ax.set_xlabel(load)
+    ax.set_ylabel(ylabel or metric)
+    ax.set_title(title or f"{ylabel or metric} against {load}")
+    if series:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return ax

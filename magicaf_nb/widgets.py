@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import ipywidgets as w
+import pandas as pd
 from IPython.display import display
 
 from magicaf_nb.config import COMPONENTS
@@ -84,3 +85,66 @@ def stack_panel(stack: LocalStack, max_replicas: int = 4) -> w.Widget:
     kill.on_click(on_kill)
     show()
     return w.VBox([w.HBox([*sliders.values(), apply]), w.HBox([victim, kill]), out])
+
+
+def batching_panel(stack: LocalStack, texts: list[str], prompts: list[str]) -> w.Widget:
+    """Pick sweep ranges, run them, see the tables and charts (notebook 04)."""
+    import matplotlib.pyplot as plt
+
+    from magicaf_nb import charts
+    from magicaf_nb.bench.experiments import (
+        embedding_batch_sweep,
+        embedding_concurrency_sweep,
+        llm_concurrency_sweep,
+    )
+
+    sizes = w.SelectMultiple(
+        options=[1, 2, 4, 8, 16, 32, 64, 128], value=(1, 8, 32), description="batch sizes"
+    )
+    conc = w.IntRangeSlider(value=(1, 8), min=1, max=16, description="concurrency")
+    slots = w.SelectMultiple(options=[1, 2, 4, 8], value=(1, 8), description="LLM slots")
+    which = w.ToggleButtons(options=["embedding batch", "embedding concurrency", "LLM slots"])
+    run = w.Button(description="Run sweep", button_style="primary")
+    out = w.Output()
+
+    def levels() -> list[int]:
+        low, high = conc.value
+        return sorted({low, high, *[2**k for k in range(8) if low <= 2**k <= high]})
+
+    def on_run(_: Any) -> None:
+        out.clear_output()
+        with out:
+            url = stack.endpoints()["EMBEDDING_URL"]
+            if which.value == "embedding batch":
+                table = embedding_batch_sweep(url, texts, sorted(sizes.value))
+                display(table.round(2))
+                charts.metric_against_load(
+                    table, load="batch_size", metric="texts_per_s", ylabel="texts/s"
+                )
+            elif which.value == "embedding concurrency":
+                table = embedding_concurrency_sweep(url, texts, levels())
+                display(table.round(2))
+                charts.metric_against_load(
+                    table, load="concurrency", metric="texts_per_s", ylabel="texts/s"
+                )
+            else:
+                table = pd.concat(
+                    [
+                        llm_concurrency_sweep(
+                            stack, levels(), slots=s, requests_per_level=8, prompts=prompts
+                        )
+                        for s in sorted(slots.value)
+                    ]
+                )
+                display(table.round(2))
+                charts.metric_against_load(
+                    table,
+                    load="concurrency",
+                    metric="output_tokens_per_s",
+                    series="slots",
+                    ylabel="output tokens/s",
+                )
+            plt.show()
+
+    run.on_click(on_run)
+    return w.VBox([which, w.HBox([sizes, conc, slots]), run, out])
