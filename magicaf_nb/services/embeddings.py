@@ -69,6 +69,10 @@ class EmbeddingClient:
             policy=self.policy,
             service="embedding",
             fix=self._fix,
+            reject_fix=(
+                "Fix: the server refused the input; an input longer than the model's context "
+                "(512 tokens for all-MiniLM-L6-v2) must be chunked first (magicaf_nb.ingest)."
+            ),
         )
         seconds = time.perf_counter() - start
         body = response.json()

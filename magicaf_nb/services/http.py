@@ -42,6 +42,7 @@ async def request_json(
     policy: RetryPolicy,
     service: str,
     fix: str,
+    reject_fix: str = "Fix: the server refused this request; its message above says why.",
 ) -> httpx.Response:
     """Send one request; retry transient failures; raise ``ServiceError`` when out of tries."""
     last_cause = ""
@@ -65,8 +66,9 @@ async def request_json(
         if attempt < policy.max_retries:
             await asyncio.sleep(policy.delay(attempt))
     tries = attempt + 1
+    advice = reject_fix if status is not None and 400 <= status < 500 else fix
     raise ServiceError(
-        f"{service}: {method} {url} failed after {tries} attempt(s): {last_cause}. {fix}",
+        f"{service}: {method} {url} failed after {tries} attempt(s): {last_cause}. {advice}",
         url=url,
         status=status,
     )
