@@ -15,6 +15,7 @@ from magicaf_nb import models
 from magicaf_nb.config import (
     COMPONENTS,
     MAX_REPLICAS,
+    VECTOR_COMPONENT,
     ConfigError,
     EmbeddingConfig,
     EmbeddingServerSpec,
@@ -22,8 +23,11 @@ from magicaf_nb.config import (
     LlmConfig,
     LlmServerSpec,
     StackSpec,
+    VectorServerSpec,
     check_positive_int,
 )
+
+ALL_COMPONENTS = (*COMPONENTS, VECTOR_COMPONENT)
 
 
 def _int_arg(name: str, upper: int) -> Callable[[str], int]:
@@ -84,6 +88,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             context=args.context,
             lb_port=args.llm_port,
         ),
+        qdrant=VectorServerSpec(url=args.qdrant_url, port=args.qdrant_port),
     )
     start = time.monotonic()
     stack = LocalStack(spec, detach=True).up()
@@ -207,10 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--embedding-threads", type=_int_arg("embedding threads", 64), default=1)
     up.add_argument("--llm-threads", type=_int_arg("llm threads", 64), default=1)
     up.add_argument("--llm-slots", type=_int_arg("llm slots", 256), default=8)
-    up.add_argument("--context", type=_int_arg("llm context", 131072), default=4096)
+    up.add_argument("--context", type=_int_arg("llm context", 131072), default=8192)
     up.add_argument("--quant", choices=["f16", "q8_0", "f32"], default="f16")
     up.add_argument("--embedding-port", type=_port_arg, default=None)
     up.add_argument("--llm-port", type=_port_arg, default=None)
+    up.add_argument(
+        "--qdrant-url",
+        default=None,
+        help="use this Qdrant instead of starting the embedded vector server "
+        "(default: $QDRANT_URL if set)",
+    )
+    up.add_argument("--qdrant-port", type=_port_arg, default=None)
     up.set_defaults(func=cmd_up)
 
     sub.add_parser("status", help="one row per process").set_defaults(func=cmd_status)
@@ -218,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop everything").set_defaults(func=cmd_down)
 
     scale = sub.add_parser("scale", help="set a component's replica count")
-    scale.add_argument("component", choices=COMPONENTS)
+    scale.add_argument("component", choices=ALL_COMPONENTS)
     scale.add_argument("replicas", type=_int_arg("replicas", MAX_REPLICAS))
     scale.set_defaults(func=cmd_scale)
 
@@ -227,12 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("restart", cmd_restart, "restart one replica"),
     ):
         action = sub.add_parser(name, help=text)
-        action.add_argument("component", choices=COMPONENTS)
+        action.add_argument("component", choices=ALL_COMPONENTS)
         action.add_argument("index", type=int)
         action.set_defaults(func=func)
 
     logs = sub.add_parser("logs", help="a replica's (or the LB's) last log lines")
-    logs.add_argument("component", choices=COMPONENTS)
+    logs.add_argument("component", choices=ALL_COMPONENTS)
     logs.add_argument("index", type=int, nargs="?")
     logs.add_argument("--lines", type=int, default=40)
     logs.set_defaults(func=cmd_logs)
@@ -249,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     mdl = sub.add_parser("models", help="check binaries and prepare the model files")
     mdl.add_argument("--quant", nargs="*", default=["f16"], choices=["f16", "q8_0", "f32"])
     mdl.set_defaults(func=cmd_models)
+
+    from magicaf_nb.cli_rag import add_commands
+
+    add_commands(sub)
     return parser
 
 

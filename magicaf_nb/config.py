@@ -14,7 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+# Replicated services behind a load balancer. The vector store ("qdrant") is not one of
+# them: it scales by shards (and, in a Qdrant cluster, replicas), not by LB replicas.
 COMPONENTS = ("embedding", "llm")
+VECTOR_COMPONENT = "qdrant"
 MAX_REPLICAS = 16
 MAX_THREADS = 64
 
@@ -201,7 +204,7 @@ class LlmServerSpec:
     replicas: int = 1
     threads: int = 1
     slots: int = 8
-    context: int = 4096
+    context: int = 8192
     model_path: Path | None = None
     lb_port: int | None = None
 
@@ -219,12 +222,44 @@ class LlmServerSpec:
 
 
 @dataclass
+class VectorServerSpec:
+    """The vector store: the embedded Qdrant-API server, or an external Qdrant.
+
+    ``url`` names an external Qdrant and nothing is started. Without it, ``QDRANT_URL``
+    from the environment is used when ``use_env`` is true and it is set. Otherwise the
+    stack starts the embedded server (Qdrant's engine, qdrant-edge, behind Qdrant's REST
+    API) on ``port`` (None: a free one), storing collections in ``storage_dir`` (None: the
+    stack's run folder, so they survive ``down()`` and ``up()``).
+    """
+
+    url: str | None = None
+    use_env: bool = True
+    port: int | None = None
+    storage_dir: Path | None = None
+
+    def validate(self) -> None:
+        check_port("qdrant port", self.port)
+        if self.url is not None and not str(self.url).startswith(("http://", "https://")):
+            raise ConfigError(
+                f"qdrant url={self.url!r} is not an http(s) URL: use for example "
+                "http://127.0.0.1:6333, or None to start the embedded server."
+            )
+
+    def external_url(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The external Qdrant to use, or None to start the embedded server."""
+        if self.url:
+            return self.url
+        return _env(env, "QDRANT_URL") if self.use_env else None
+
+
+@dataclass
 class StackSpec:
     """The topology of one stack: replicas, threads and ports per component."""
 
     name: str = "default"
     embedding: EmbeddingServerSpec = field(default_factory=EmbeddingServerSpec)
     llm: LlmServerSpec = field(default_factory=LlmServerSpec)
+    qdrant: VectorServerSpec = field(default_factory=VectorServerSpec)
     host: str = "127.0.0.1"
     startup_timeout_s: float = 120.0
 
@@ -237,6 +272,7 @@ class StackSpec:
             )
         self.embedding.validate()
         self.llm.validate()
+        self.qdrant.validate()
         return self
 
     def component(self, name: str) -> EmbeddingServerSpec | LlmServerSpec:
@@ -254,6 +290,8 @@ class StackSpec:
         for comp in COMPONENTS:
             if data[comp]["model_path"] is not None:
                 data[comp]["model_path"] = str(data[comp]["model_path"])
+        if data["qdrant"]["storage_dir"] is not None:
+            data["qdrant"]["storage_dir"] = str(data["qdrant"]["storage_dir"])
         return data
 
     @classmethod
@@ -263,10 +301,14 @@ class StackSpec:
         for part in (emb, llm):
             if part.get("model_path"):
                 part["model_path"] = Path(part["model_path"])
+        qdrant = dict(data.get("qdrant", {}))
+        if qdrant.get("storage_dir"):
+            qdrant["storage_dir"] = Path(qdrant["storage_dir"])
         return cls(
             name=data.get("name", "default"),
             embedding=EmbeddingServerSpec(**emb),
             llm=LlmServerSpec(**llm),
+            qdrant=VectorServerSpec(**qdrant),
             host=data.get("host", "127.0.0.1"),
             startup_timeout_s=data.get("startup_timeout_s", 120.0),
         )

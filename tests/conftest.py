@@ -18,7 +18,7 @@ def unique_name(prefix: str) -> str:
 
 
 def server_pids() -> set[int]:
-    """PIDs of every llama-server, haproxy and watchdog process on this machine."""
+    """PIDs of every llama-server, haproxy, vector server and watchdog process here."""
     pids = set()
     for proc in psutil.process_iter(["pid", "name", "cmdline"]):
         try:
@@ -29,6 +29,7 @@ def server_pids() -> set[int]:
             "llama-server" in cmd
             or "haproxy" in (proc.info["name"] or "")
             or ("magicaf_nb.stack.watchdog" in cmd)
+            or ("magicaf_nb.vector" in cmd)
         ):
             pids.add(proc.info["pid"])
     return pids

@@ -3,6 +3,8 @@
 Each replicated service (embedding, LLM) is N ``llama-server`` replicas behind one
 HAProxy. Replicas join the load balancer only once healthy and leave it drained, so
 scaling costs no failed request; ``kill`` is a real SIGKILL for fault injection.
+The vector store (``qdrant``) is one process serving Qdrant's REST API over Qdrant's
+engine (``magicaf_nb.vector``), or an external Qdrant named by ``QDRANT_URL``.
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ from magicaf_nb import binaries, models
 from magicaf_nb.config import (
     COMPONENTS,
     MAX_REPLICAS,
+    VECTOR_COMPONENT,
     ConfigError,
     EmbeddingConfig,
     LlmConfig,
     StackSpec,
+    VectorStoreConfig,
     check_positive_int,
 )
 from magicaf_nb.stack import haproxy, procs, state
 from magicaf_nb.stack.ports import ensure_port_free, pick_free_port
 from magicaf_nb.stack.procs import ProcessRecord
+from magicaf_nb.vector.launch import server_command, server_env
 
 
 class StackError(RuntimeError):
@@ -116,6 +121,8 @@ class LocalStack:
         self.replicas: list[Replica] = []
         self.balancers: dict[str, Balancer] = {}
         self._watchdog: ProcessRecord | None = None
+        # An external Qdrant (spec.qdrant.url, else QDRANT_URL), fixed when the stack starts.
+        self._qdrant_external = self.spec.qdrant.external_url()
         self._lock = threading.RLock()
         self._up = False
 
@@ -126,6 +133,7 @@ class LocalStack:
         with self._lock:
             if self._up:
                 return self
+            self._qdrant_external = self.spec.qdrant.external_url()
             model_paths = self._resolve_models()
             llama_server = binaries.llama_server_path()
             haproxy_bin = binaries.haproxy_path()
@@ -140,6 +148,8 @@ class LocalStack:
                 port = self.spec.component(comp).lb_port
                 if port is not None:
                     ensure_port_free(port, f"{comp} load balancer")
+            if self.spec.qdrant.port is not None and self._external_qdrant() is None:
+                ensure_port_free(self.spec.qdrant.port, "vector server (qdrant)")
             self._reap_previous()
             self._warn_if_oversubscribed()
             self._save()
@@ -152,7 +162,8 @@ class LocalStack:
                     for comp in COMPONENTS
                     for i in range(self.spec.component(comp).replicas)
                 ]
-                self._wait_healthy(new)
+                vector = [] if self._external_qdrant() else [self._spawn_vector()]
+                self._wait_healthy(new + vector)
                 for replica in new:
                     self._join_lb(replica)
                 self._wait_lb_up(new)
@@ -194,6 +205,7 @@ class LocalStack:
         stack.replicas = [_replica_from_dict(r) for r in data["replicas"]]
         stack.balancers = {b["component"]: _balancer_from_dict(b) for b in data["balancers"]}
         stack._watchdog = ProcessRecord(**data["watchdog"]) if data.get("watchdog") else None
+        stack._qdrant_external = data.get("qdrant_external")
         stack._up = True
         stack.detach = True  # an attached handle never tears the stack down by accident
         return stack
@@ -205,7 +217,10 @@ class LocalStack:
 
         Dead (killed) replicas are removed first; new replicas join the load balancer
         only once healthy; removed ones are drained of in-flight requests first.
+        The vector store scales by shards, not replicas: ``qdrant`` stays at one node.
         """
+        if component == VECTOR_COMPONENT:
+            return self._scale_vector(n)
         self._check_component(component)
         check_positive_int(f"{component} replicas", n, upper=MAX_REPLICAS)
         with self._lock:
@@ -266,6 +281,9 @@ class LocalStack:
         with self._lock:
             replica = self._replica(component, index)
             start = time.monotonic()
+            if component == VECTOR_COMPONENT:
+                self._restart_vector(replica)
+                return time.monotonic() - start
             lb = self.balancers[component].api
             if replica.in_lb:
                 if replica.state == "serving":
@@ -303,6 +321,7 @@ class LocalStack:
             "EMBEDDING_MODEL": models.EMBEDDING_MODEL_NAME,
             "LLM_URL": f"http://127.0.0.1:{self.balancers['llm'].port}/v1",
             "LLM_MODEL": models.CHAT_MODEL_NAME,
+            **self._qdrant_endpoints(),
         }
 
     def embedding_config(self, **overrides: Any) -> EmbeddingConfig:
@@ -310,6 +329,9 @@ class LocalStack:
 
     def llm_config(self, **overrides: Any) -> LlmConfig:
         return LlmConfig.from_env(self.endpoints(), **overrides)
+
+    def vector_config(self, **overrides: Any) -> VectorStoreConfig:
+        return VectorStoreConfig.from_env(self.endpoints(), **overrides)
 
     def replica_urls(self, component: str) -> list[str]:
         """Direct URLs of the serving replicas (bypassing the load balancer)."""
@@ -331,6 +353,7 @@ class LocalStack:
                 rows.append(self._replica_row(replica, lb_rows.get(replica.server_name)))
             if lb is not None:
                 rows.append(self._balancer_row(lb, lb_rows))
+        rows += self._vector_rows()
         columns = [
             "component",
             "replica",
@@ -356,6 +379,8 @@ class LocalStack:
 
     def logs(self, component: str, index: int | None = None, lines: int = 40) -> str:
         """The last ``lines`` of a replica's log, or of the component's LB if no index."""
+        if component == VECTOR_COMPONENT and index is None:
+            index = 0
         if index is None:
             self._check_component(component)
             return procs.tail(Path(state.run_dir(self.spec.name)) / f"{component}-lb.log", lines)
@@ -386,7 +411,15 @@ class LocalStack:
         ]
 
     def _replica(self, component: str, index: int) -> Replica:
-        self._check_component(component)
+        if component == VECTOR_COMPONENT:
+            external = self._external_qdrant()
+            if external is not None:
+                raise StackError(
+                    f"The vector store is the external Qdrant at {external}; this stack does not "
+                    "manage its processes. Fix: kill or restart it where it runs."
+                )
+        else:
+            self._check_component(component)
         self._require_up()
         for replica in self._of(component):
             if replica.index == index:
@@ -450,6 +483,7 @@ class LocalStack:
             "replicas": [asdict(r) for r in self.replicas],
             "balancers": [asdict(b) for b in self.balancers.values()],
             "watchdog": asdict(self._watchdog) if self._watchdog else None,
+            "qdrant_external": self._qdrant_external,
         }
 
     def _save(self) -> None:
@@ -551,6 +585,9 @@ class LocalStack:
             str(spec_llm.threads),
             "-c",
             str(spec_llm.context),
+            # One KV pool shared by all slots: a long RAG prompt may use most of the
+            # context instead of a fixed 1/slots share of it.
+            "--kv-unified",
             "--parallel",
             str(spec_llm.slots),
         ]
@@ -582,16 +619,19 @@ class LocalStack:
                 for replica in list(waiting):
                     assert replica.process is not None
                     code = procs.exit_code(replica.process)
+                    server = "vector server" if replica.component == VECTOR_COMPONENT else None
                     if code is not None or not replica.process.is_alive():
                         replica.state = "stopped"
                         raise StackError(
-                            f"{replica.component} replica {replica.index} (llama-server on port "
+                            f"{replica.component} replica {replica.index} "
+                            f"({server or 'llama-server'} on port "
                             f"{replica.port}) exited with code {code} during start. Last log "
                             f"lines ({replica.process.log_path}):\n"
                             f"{procs.tail(replica.process.log_path)}"
                         )
                     with contextlib.suppress(httpx.HTTPError):
-                        if client.get(f"{replica.url}/health").status_code == 200:
+                        path = "/readyz" if server else "/health"
+                        if client.get(f"{replica.url}{path}").status_code == 200:
                             replica.state = "serving"
                             waiting.remove(replica)
                 if waiting and time.monotonic() > deadline:
@@ -667,6 +707,76 @@ class LocalStack:
         self.balancers.clear()
         self._watchdog = None
         state.remove(self.spec.name)
+
+    # ------------------------------------------------------------------ the vector store
+
+    def _external_qdrant(self) -> str | None:
+        return self._qdrant_external
+
+    def _vector_storage(self) -> Path:
+        path = self.spec.qdrant.storage_dir or state.run_dir(self.spec.name) / "qdrant-storage"
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return Path(path)
+
+    def _spawn_vector(self, port: int | None = None, register: bool = True) -> Replica:
+        """Start the embedded vector server (its storage persists across restarts)."""
+        port = port or self.spec.qdrant.port or pick_free_port()
+        cmd = server_command(port, self._vector_storage())
+        record = procs.spawn(cmd, self._log_path(VECTOR_COMPONENT, 0), env=server_env())
+        replica = Replica(VECTOR_COMPONENT, 0, port, record)
+        if register:
+            self.replicas.append(replica)
+            self._save()
+        return replica
+
+    def _restart_vector(self, replica: Replica) -> None:
+        if replica.process is not None:
+            procs.stop(replica.process, grace_s=10.0)
+        fresh = self._spawn_vector(port=replica.port, register=False)
+        replica.process, replica.state = fresh.process, "starting"
+        self._save()
+        self._wait_healthy([replica])
+        self._save()
+
+    def _scale_vector(self, n: int) -> ScaleEvent:
+        check_positive_int(f"{VECTOR_COMPONENT} replicas", n, upper=MAX_REPLICAS)
+        if n > 1:
+            raise StackError(
+                f"scale('{VECTOR_COMPONENT}', {n}): Qdrant does not scale by identical replicas "
+                "behind a load balancer. It scales by shards (create the collection with "
+                "shard_number=N; the embedded server holds them all on this node) and by "
+                "replicas of those shards on several peers, which needs a Qdrant cluster. "
+                "Fix: use shard_number, or point QDRANT_URL at a Qdrant cluster and set "
+                "replication_factor."
+            )
+        return ScaleEvent(VECTOR_COMPONENT, 1, 1, 0.0)
+
+    def _qdrant_endpoints(self) -> dict[str, str]:
+        external = self._external_qdrant()
+        if external is not None:
+            key = os.environ.get("QDRANT_API_KEY") if not self.spec.qdrant.url else None
+            return {"QDRANT_URL": external, **({"QDRANT_API_KEY": key} if key else {})}
+        servers = self._of(VECTOR_COMPONENT)
+        return {"QDRANT_URL": servers[0].url} if servers else {}
+
+    def _vector_rows(self) -> list[dict[str, Any]]:
+        external = self._external_qdrant()
+        if external is None:
+            return [self._replica_row(r, None) for r in self._of(VECTOR_COMPONENT)]
+        return [
+            {
+                "component": VECTOR_COMPONENT,
+                "replica": None,
+                "pid": None,
+                "port": httpx.URL(external).port,
+                "state": "external",
+                "lb_status": "-",
+                "rss_mb": None,
+                "cpu_s": None,
+                "requests": 0,
+                "in_flight": 0,
+            }
+        ]
 
     def _replica_row(self, replica: Replica, lb_row: dict[str, Any] | None) -> dict[str, Any]:
         cpu, rss = procs.cpu_and_rss(replica.process) if replica.process else (None, None)
