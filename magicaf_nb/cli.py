@@ -16,6 +16,7 @@ from magicaf_nb.config import (
     COMPONENTS,
     MAX_REPLICAS,
     VECTOR_COMPONENT,
+    AppServerSpec,
     ConfigError,
     EmbeddingConfig,
     EmbeddingServerSpec,
@@ -89,6 +90,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             lb_port=args.llm_port,
         ),
         qdrant=VectorServerSpec(url=args.qdrant_url, port=args.qdrant_port),
+        app=AppServerSpec(replicas=args.app, collection=args.collection),
     )
     start = time.monotonic()
     stack = LocalStack(spec, detach=True).up()
@@ -209,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the stack (servers keep running after this exits)")
     up.add_argument("--embedding", type=_int_arg("embedding replicas", MAX_REPLICAS), default=1)
     up.add_argument("--llm", type=_int_arg("llm replicas", MAX_REPLICAS), default=1)
+    up.add_argument("--app", type=_int_arg("app replicas", MAX_REPLICAS), default=1)
+    up.add_argument("--collection", default="magicaf", help="the collection the app answers from")
     up.add_argument("--embedding-threads", type=_int_arg("embedding threads", 64), default=1)
     up.add_argument("--llm-threads", type=_int_arg("llm threads", 64), default=1)
     up.add_argument("--llm-slots", type=_int_arg("llm slots", 256), default=8)

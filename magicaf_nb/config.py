@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 # Replicated services behind a load balancer. The vector store ("qdrant") is not one of
 # them: it scales by shards (and, in a Qdrant cluster, replicas), not by LB replicas.
-COMPONENTS = ("embedding", "llm")
+COMPONENTS = ("embedding", "llm", "app")
 VECTOR_COMPONENT = "qdrant"
 MAX_REPLICAS = 16
 MAX_THREADS = 64
@@ -253,6 +253,27 @@ class VectorServerSpec:
 
 
 @dataclass
+class AppServerSpec:
+    """Stateless RAG app instances (``python -m magicaf_nb.app``) behind a load balancer.
+
+    Each instance builds its own ``RAGWorkflow`` from the stack's endpoints and answers
+    ``POST /ask`` from ``collection``.
+    """
+
+    replicas: int = 1
+    collection: str = "magicaf"
+    lb_port: int | None = None
+
+    def validate(self) -> None:
+        check_positive_int("app replicas", self.replicas, upper=MAX_REPLICAS)
+        if not self.collection or not self.collection.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(
+                f"app collection={self.collection!r}: use letters, digits, '-' and '_'."
+            )
+        check_port("app lb_port", self.lb_port)
+
+
+@dataclass
 class StackSpec:
     """The topology of one stack: replicas, threads and ports per component."""
 
@@ -260,6 +281,7 @@ class StackSpec:
     embedding: EmbeddingServerSpec = field(default_factory=EmbeddingServerSpec)
     llm: LlmServerSpec = field(default_factory=LlmServerSpec)
     qdrant: VectorServerSpec = field(default_factory=VectorServerSpec)
+    app: AppServerSpec = field(default_factory=AppServerSpec)
     host: str = "127.0.0.1"
     startup_timeout_s: float = 120.0
 
@@ -273,9 +295,10 @@ class StackSpec:
         self.embedding.validate()
         self.llm.validate()
         self.qdrant.validate()
+        self.app.validate()
         return self
 
-    def component(self, name: str) -> EmbeddingServerSpec | LlmServerSpec:
+    def component(self, name: str) -> EmbeddingServerSpec | LlmServerSpec | AppServerSpec:
         if name not in COMPONENTS:
             raise ConfigError(f"Unknown component {name!r}: use one of {', '.join(COMPONENTS)}.")
         return getattr(self, name)
@@ -287,7 +310,7 @@ class StackSpec:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for comp in COMPONENTS:
+        for comp in ("embedding", "llm"):
             if data[comp]["model_path"] is not None:
                 data[comp]["model_path"] = str(data[comp]["model_path"])
         if data["qdrant"]["storage_dir"] is not None:
@@ -309,6 +332,7 @@ class StackSpec:
             embedding=EmbeddingServerSpec(**emb),
             llm=LlmServerSpec(**llm),
             qdrant=VectorServerSpec(**qdrant),
+            app=AppServerSpec(**data.get("app", {})),
             host=data.get("host", "127.0.0.1"),
             startup_timeout_s=data.get("startup_timeout_s", 120.0),
         )

@@ -30,7 +30,8 @@ def _wait_dead(pids: set[int], timeout_s: float = 15.0) -> set[int]:
 def test_down_leaves_no_process_and_no_state() -> None:
     stack = LocalStack(StackSpec(name=unique_name("down"))).up()
     pids = stack_pids(stack)
-    assert len(pids) == 6  # 2 replicas, 2 balancers, the vector server, 1 watchdog
+    # embedding, llm and app replicas, their 3 balancers, the vector server, the watchdog
+    assert len(pids) == 8
     assert alive(pids) == pids
     stack.down()
     assert _wait_dead(pids) == set()
@@ -78,7 +79,7 @@ def test_next_up_reaps_leftovers_when_even_the_watchdog_died() -> None:
     owner.wait()
     leftovers = set(info["pids"])
     assert alive(leftovers) == leftovers  # nobody reaped them yet
-    with pytest.warns(UserWarning, match="Reaped 5 leftover"):
+    with pytest.warns(UserWarning, match="Reaped 7 leftover"):
         stack = LocalStack(StackSpec(name=name)).up()
     try:
         assert _wait_dead(leftovers) == set()
@@ -96,7 +97,7 @@ def test_cli_stack_persists_between_calls_and_down_reaps_it(tmp_path: object) ->
     assert "export EMBEDDING_URL=http://127.0.0.1:" in up.stdout
     try:
         status = subprocess.run([*cli, "status"], capture_output=True, text=True, cwd=ROOT)
-        assert status.returncode == 0 and status.stdout.count("serving") == 6
+        assert status.returncode == 0 and status.stdout.count("serving") == 8
         embed = subprocess.run(
             [*cli, "embed", "hello world"], capture_output=True, text=True, cwd=ROOT, timeout=60
         )

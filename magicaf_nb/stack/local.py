@@ -157,12 +157,12 @@ class LocalStack:
                 self._start_watchdog()
                 for comp in COMPONENTS:
                     self._start_balancer(comp, haproxy_bin)
+                vector = [] if self._external_qdrant() else [self._spawn_vector()]
                 new = [
-                    self._spawn_replica(comp, i, llama_server, model_paths[comp])
+                    self._spawn_replica(comp, i, llama_server, model_paths.get(comp))
                     for comp in COMPONENTS
                     for i in range(self.spec.component(comp).replicas)
                 ]
-                vector = [] if self._external_qdrant() else [self._spawn_vector()]
                 self._wait_healthy(new + vector)
                 for replica in new:
                     self._join_lb(replica)
@@ -240,7 +240,9 @@ class LocalStack:
                 paths = self._resolve_models()
                 llama_server = binaries.llama_server_path()
                 new = [
-                    self._spawn_replica(component, next_index + k, llama_server, paths[component])
+                    self._spawn_replica(
+                        component, next_index + k, llama_server, paths.get(component)
+                    )
                     for k in range(n - before)
                 ]
                 self._save()
@@ -296,7 +298,7 @@ class LocalStack:
                 component,
                 index,
                 binaries.llama_server_path(),
-                self._resolve_models()[component],
+                self._resolve_models().get(component),
                 port=replica.port,
                 register=False,
             )
@@ -322,6 +324,8 @@ class LocalStack:
             "LLM_URL": f"http://127.0.0.1:{self.balancers['llm'].port}/v1",
             "LLM_MODEL": models.CHAT_MODEL_NAME,
             **self._qdrant_endpoints(),
+            "QDRANT_COLLECTION": self.spec.app.collection,
+            "APP_URL": f"http://127.0.0.1:{self.balancers['app'].port}",
         }
 
     def embedding_config(self, **overrides: Any) -> EmbeddingConfig:
@@ -544,7 +548,26 @@ class LocalStack:
                 f"{procs.tail(record.log_path)}"
             )
 
-    def _server_command(self, component: str, port: int, model: Path, llama: Path) -> list[str]:
+    def _service_env(self, index: int) -> dict[str, str]:
+        """What an app instance reads: MagicAF's variables pointing at this stack's LBs."""
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            "EMBEDDING_URL": f"http://127.0.0.1:{self.balancers['embedding'].port}",
+            "EMBEDDING_MODEL": models.EMBEDDING_MODEL_NAME,
+            "LLM_URL": f"http://127.0.0.1:{self.balancers['llm'].port}/v1",
+            "LLM_MODEL": models.CHAT_MODEL_NAME,
+            "QDRANT_COLLECTION": self.spec.app.collection,
+            "MAGICAF_APP_INSTANCE": f"app-{index}",
+            **self._qdrant_endpoints(),
+        }
+        return env
+
+    def _server_command(
+        self, component: str, port: int, model: Path | None, llama: Path
+    ) -> list[str]:
+        if component == "app":
+            return [sys.executable, "-m", "magicaf_nb.app", "--port", str(port)]
         common = [
             str(llama),
             "-m",
@@ -597,14 +620,15 @@ class LocalStack:
         component: str,
         index: int,
         llama: Path,
-        model: Path,
+        model: Path | None,
         *,
         port: int | None = None,
         register: bool = True,
     ) -> Replica:
         port = port or pick_free_port()
         cmd = self._server_command(component, port, model, llama)
-        record = procs.spawn(cmd, self._log_path(component, index))
+        env = self._service_env(index) if component == "app" else None
+        record = procs.spawn(cmd, self._log_path(component, index), env=env)
         replica = Replica(component, index, port, record)
         if register:
             self.replicas.append(replica)
