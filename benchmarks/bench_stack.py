@@ -85,7 +85,7 @@ def main() -> None:
 
     start = time.perf_counter()
     stack = LocalStack(StackSpec(name="bench-stack")).up()
-    rows = [("stack cold start (up() until both LBs serve)", time.perf_counter() - start, "s")]
+    rows = [("stack cold start (up() until every LB serves)", time.perf_counter() - start, "s")]
     try:
         rows += asyncio.run(measure(stack, args.texts, args.chats))
         event = stack.scale("embedding", 2)
