@@ -10,8 +10,11 @@ PROFILE ?= small
 setup:
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
 
+# Jupyter refuses to run as root unless told to (containers and CI machines run as root).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: setup
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir notebooks $(ROOT_FLAG)
 
 test: setup lint
 	MAGICAF_NB_PROFILE=$(PROFILE) $(VENV)/bin/pytest tests notebooks \
