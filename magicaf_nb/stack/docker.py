@@ -937,30 +937,16 @@ class DockerStack:
         self._wait_lb_up(balanced)
 
     def _wait_lb_up(self, replicas: list[DockerReplica], timeout_s: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout_s
+        """Wait until HAProxy's health checks see every given replica UP."""
         for component in {r.component for r in replicas}:
             names = {r.server_name for r in replicas if r.component == component}
-            api = self.balancers[component].api
-            while True:
-                table = api.server_stats()
-                up = set(table.loc[table["status"].str.startswith("UP"), "server"])
-                if names <= up:
-                    break
-                if time.monotonic() > deadline:
-                    raise StackError(
-                        f"HAProxy never saw {component} replicas {sorted(names - up)} as UP: "
-                        f"{table[['server', 'status', 'check_status']].to_dict('records')}"
-                    )
-                time.sleep(0.05)
+            try:
+                self.balancers[component].api.wait_up(names, timeout_s)
+            except haproxy.HaproxyError as exc:
+                raise StackError(f"{component}: {exc}") from exc
 
     def _wait_drained(self, replica: DockerReplica, timeout_s: float = 60.0) -> None:
-        api = self.balancers[replica.component].api
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            row = api.server_row(replica.server_name)
-            if row is None or int(row.get("scur") or 0) == 0:
-                return
-            time.sleep(0.05)
+        self.balancers[replica.component].api.wait_drained(replica.server_name, timeout_s)
 
     def _remove(self, replica: DockerReplica) -> None:
         """Drain and delete a replica from its LB, then stop and remove its container."""

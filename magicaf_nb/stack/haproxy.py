@@ -114,11 +114,7 @@ class RuntimeApi:
         """Drain (no new requests), wait for in-flight requests to finish, then delete."""
         self.set_state(name, "drain")
         deadline = time.monotonic() + drain_timeout_s
-        while time.monotonic() < deadline:
-            row = self.server_row(name)
-            if row is None or (int(row.get("scur") or 0) == 0 and int(row.get("qcur") or 0) == 0):
-                break
-            time.sleep(0.05)
+        self.wait_drained(name, timeout_s=drain_timeout_s)
         self.set_state(name, "maint")
         # Deletion waits for idle keep-alive connections to be purged.
         last = ""
@@ -129,6 +125,30 @@ class RuntimeApi:
             self.command(f"shutdown sessions server {BACKEND}/{name}")
             time.sleep(0.1)
         raise HaproxyError(f"HAProxy would not delete server {name}: {last}")
+
+    def wait_drained(self, name: str, timeout_s: float = 60.0) -> None:
+        """Wait until server ``name`` has no request in flight or queued (or is gone)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            row = self.server_row(name)
+            if row is None or (int(row.get("scur") or 0) == 0 and int(row.get("qcur") or 0) == 0):
+                return
+            time.sleep(0.05)
+
+    def wait_up(self, names: set[str], timeout_s: float = 15.0) -> None:
+        """Wait until the health checks see every server in ``names`` UP."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            table = self.server_stats()
+            up = set(table.loc[table["status"].str.startswith("UP"), "server"])
+            if names <= up:
+                return
+            if time.monotonic() > deadline:
+                raise HaproxyError(
+                    f"HAProxy never saw replicas {sorted(names - up)} as UP: "
+                    f"{table[['server', 'status', 'check_status']].to_dict('records')}"
+                )
+            time.sleep(0.05)
 
     def stats(self) -> pd.DataFrame:
         """``show stat`` as a DataFrame (one row per frontend, backend and server)."""
