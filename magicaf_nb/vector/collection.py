@@ -1,8 +1,10 @@
 """A collection: ``shard_number`` EdgeShards, points routed by id, searches fanned out.
 
-A point lives on shard ``routing.shard_of(id)``. Searches go to every shard at once
-(qdrant-edge releases the GIL while it searches) and the per-shard top hits are merged;
-counts add up. This is what a Qdrant node does with its local shards.
+A point lives on shard ``routing.shard_of(id)``. Searches go to every shard and the
+per-shard top hits are merged; counts add up. This is what a Qdrant node does with its
+local shards, with one difference: qdrant-edge 0.9 holds the GIL while it searches (two
+threads search no faster than one), so the shards are asked one after the other. Threads
+would add a hand-off per shard and no parallelism.
 """
 
 from __future__ import annotations
@@ -10,11 +12,9 @@ from __future__ import annotations
 import heapq
 import json
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,8 +111,6 @@ class Collection:
         self.shards: list[ShardHandle] = []
         self.closed = False
         self.index_error: str | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -163,23 +161,12 @@ class Collection:
         self.closed = True
         for shard in self.shards:
             shard.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
 
     # ------------------------------------------------------------------ fan-out
 
     def _fan_out(self, fn: Callable[[ShardHandle], T], shards: Sequence[ShardHandle]) -> list[T]:
-        """Run ``fn`` on each shard in parallel threads (the engine releases the GIL)."""
-        if len(shards) == 1:
-            return [fn(shards[0])]
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=max(4, 2 * self.shard_number),
-                    thread_name_prefix=f"shards-{self.name}",
-                )
-        futures = [self._pool.submit(fn, shard) for shard in shards]
-        return [f.result() for f in futures]
+        """``fn`` on each shard, in turn: the engine holds the GIL, so threads gain nothing."""
+        return [fn(shard) for shard in shards]
 
     # ------------------------------------------------------------------ writes
 

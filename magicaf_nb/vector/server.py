@@ -3,7 +3,10 @@
 Requests are parsed with qdrant-client's models and answered with them, inside Qdrant's
 envelope ``{"result": ..., "status": "ok", "time": seconds}``, so ``QdrantClient(url=...)``
 (sync and async) works unchanged. Anything else gets HTTP 501 naming the endpoint.
-Engine calls run in worker threads: qdrant-edge releases the GIL while it searches.
+Reads (search, query, retrieve, scroll, count) run on the event loop itself: qdrant-edge
+0.9 holds the GIL while it searches, so a worker thread would add a hand-off (about
+0.2 ms here) and no parallelism. Writes and collection operations run in worker threads
+because they may wait on a shard's write lock while an index build swaps in.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def _query_vector(collection: Collection, query: Any, using: str) -> tuple[list[
             raise not_supported("MMR re-ranking (nearest.mmr)")
         query = query.nearest
     if isinstance(query, list) and (not query or isinstance(query[0], int | float)):
-        return [float(x) for x in query], None
+        return query, None
     if isinstance(query, int | str) or type(query).__name__ == "UUID":
         pid = canonical_id(query)
         return collection.vector_of(pid, using), pid
@@ -192,8 +195,8 @@ def build_app(store: VectorStore, api_key: str | None = None) -> Starlette:
     def wait_flag(request: Request) -> bool:
         return flag(request.query_params.get("wait"), False)
 
-    # Engine calls run in this pool: qdrant-edge releases the GIL while it searches, so
-    # requests proceed in parallel (a thread hop here costs less than anyio's to_thread).
+    # Writes run in this pool: they may wait on a shard lock, which must not block the loop
+    # (a thread hop here costs less than anyio's to_thread).
     pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")
 
     async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -333,13 +336,13 @@ def build_app(store: VectorStore, api_key: str | None = None) -> Starlette:
         req = await body(request, m.PointRequest)
         payload = True if req.with_payload is None else req.with_payload
         vector = False if req.with_vector is None else req.with_vector
-        return await in_thread(coll.retrieve, list(req.ids), payload, vector)
+        return coll.retrieve(list(req.ids), payload, vector)
 
     async def get_point(request: Request) -> Any:
         coll = collection(request)
         raw = request.path_params["id"]
         pid = canonical_id(int(raw) if raw.isdigit() else raw)
-        found = await in_thread(coll.retrieve, [pid], True, True)
+        found = coll.retrieve([pid], True, True)
         if not found:
             raise not_found(f"No point with id {pid} found")
         return found[0]
@@ -355,46 +358,35 @@ def build_app(store: VectorStore, api_key: str | None = None) -> Starlette:
         payload = True if req.with_payload is None else req.with_payload
         vector = False if req.with_vector is None else req.with_vector
         limit = req.limit if req.limit is not None else 10
-        points, next_offset = await in_thread(
-            coll.scroll, req.offset, limit, req.filter, payload, vector
-        )
+        points, next_offset = coll.scroll(req.offset, limit, req.filter, payload, vector)
         return m.ScrollResult(points=points, next_page_offset=next_offset)
 
     async def count(request: Request) -> Any:
         coll = collection(request)
         req = await body(request, m.CountRequest)
-        return m.CountResult(count=await in_thread(coll.count, req.filter))
+        return m.CountResult(count=coll.count(req.filter))
 
     async def query(request: Request) -> Any:
         coll = collection(request)
         req = await body(request, m.QueryRequest)
-        points = await in_thread(lambda: coll.query(query_spec(coll, req)))
-        return m.QueryResponse(points=points)
+        return m.QueryResponse(points=coll.query(query_spec(coll, req)))
 
     async def query_batch(request: Request) -> Any:
         coll = collection(request)
         req = await body(request, m.QueryRequestBatch)
-
-        def run() -> list[m.QueryResponse]:
-            specs = [query_spec(coll, r) for r in req.searches]
-            return [m.QueryResponse(points=coll.query(s)) for s in specs]
-
-        return await in_thread(run)
+        specs = [query_spec(coll, r) for r in req.searches]
+        return [m.QueryResponse(points=coll.query(s)) for s in specs]
 
     async def search(request: Request) -> Any:
         coll = collection(request)
         req = await body(request, SearchRequest)
-        return await in_thread(lambda: coll.query(search_spec(req)))
+        return coll.query(search_spec(req))
 
     async def search_batch(request: Request) -> Any:
         coll = collection(request)
         req = await body(request, SearchRequestBatch)
-
-        def run() -> list[list[m.ScoredPoint]]:
-            specs = [search_spec(r) for r in req.searches]
-            return [coll.query(s) for s in specs]
-
-        return await in_thread(run)
+        specs = [search_spec(r) for r in req.searches]
+        return [coll.query(s) for s in specs]
 
     # ------------------------------------------------------------------ everything else
 
@@ -406,7 +398,13 @@ def build_app(store: VectorStore, api_key: str | None = None) -> Starlette:
             f"search and query). {NEEDS_QDRANT}",
         )
 
+    # Starlette tries routes in order (about 1.3 us each): the searches come first.
     table: list[tuple[str, str, Handler]] = [
+        ("POST", "/collections/{name}/points/query", query),
+        ("POST", "/collections/{name}/points/query/batch", query_batch),
+        ("POST", "/collections/{name}/points/search", search),
+        ("POST", "/collections/{name}/points/search/batch", search_batch),
+        ("PUT", "/collections/{name}/points", upsert),
         ("GET", "/", root),
         ("GET", "/healthz", healthz),
         ("GET", "/livez", healthz),
@@ -421,15 +419,10 @@ def build_app(store: VectorStore, api_key: str | None = None) -> Starlette:
         ("GET", "/collections/{name}/cluster", collection_cluster),
         ("PUT", "/collections/{name}/index", create_index),
         ("DELETE", "/collections/{name}/index/{field}", delete_index),
-        ("PUT", "/collections/{name}/points", upsert),
         ("POST", "/collections/{name}/points", retrieve),
         ("POST", "/collections/{name}/points/delete", delete_points),
         ("POST", "/collections/{name}/points/scroll", scroll),
         ("POST", "/collections/{name}/points/count", count),
-        ("POST", "/collections/{name}/points/query", query),
-        ("POST", "/collections/{name}/points/query/batch", query_batch),
-        ("POST", "/collections/{name}/points/search", search),
-        ("POST", "/collections/{name}/points/search/batch", search_batch),
         (
             "POST",
             "/collections/{name}/points/payload",
