@@ -9,6 +9,7 @@ parsed by ``httptools`` (llhttp, the parser uvicorn uses). Streaming targets kee
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -99,13 +100,20 @@ class RawHttpPool:
             self._slots = asyncio.Semaphore(self.max_connections)
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
     ) -> RawResponse:
         self._bind_loop()
         assert self._slots is not None
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
         if body:
             head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
         raw = head.encode() + b"\r\n" + body
         async with self._slots:
             conn = await self._acquire()

@@ -6,7 +6,6 @@ notebook 05 and its widgets. Every figure comes from requests made in the call.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,10 +13,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from qdrant_client import AsyncQdrantClient, QdrantClient
+from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 from tqdm.auto import tqdm
 
+from magicaf_nb.bench.loadgen import closed_loop
+from magicaf_nb.bench.summary import summarize
+from magicaf_nb.bench.targets import VectorSearchTarget
 from magicaf_nb.vector.data import recall_at_k
 
 
@@ -78,32 +80,6 @@ def search_ids(
     return found, latencies
 
 
-async def _closed_loop(
-    url: str, name: str, queries: np.ndarray, concurrency: int, seconds: float, hnsw_ef: int | None
-) -> tuple[int, list[float], float]:
-    client = AsyncQdrantClient(url=url, timeout=60)
-    params = m.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def worker(offset: int) -> None:
-        i = offset
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            await client.query_points(
-                name, query=queries[i % len(queries)].tolist(), limit=10, search_params=params
-            )
-            latencies.append(time.perf_counter() - t0)
-            i += concurrency
-
-    start = time.perf_counter()
-    try:
-        await asyncio.gather(*[worker(k) for k in range(concurrency)])
-    finally:
-        await client.close()
-    return len(latencies), latencies, time.perf_counter() - start
-
-
 def qps(
     url: str,
     name: str,
@@ -111,22 +87,23 @@ def qps(
     concurrency: int,
     seconds: float,
     hnsw_ef: int | None = None,
+    api_key: str | None = None,
 ) -> dict[str, float]:
-    """Closed loop: ``concurrency`` clients searching back to back for ``seconds``."""
-    coro = _closed_loop(url, name, queries, concurrency, seconds, hnsw_ef)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        done, latencies, elapsed = asyncio.run(coro)
-    else:  # inside Jupyter's running loop: run in a helper thread
-        import concurrent.futures
+    """Closed loop: ``concurrency`` clients searching back to back for ``seconds``.
 
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            done, latencies, elapsed = pool.submit(asyncio.run, coro).result()
+    The load comes from the workbench's generator (``magicaf_nb.bench``) with bare HTTP
+    requests encoded up front, so the server, not the client, sets the rate.
+    """
+    target = VectorSearchTarget(url, name, queries, api_key=api_key, hnsw_ef=hnsw_ef)
+    run = closed_loop(target, concurrency, max_seconds=seconds, warmup_requests=concurrency)
+    figures = summarize(run.records)
+    if figures["errors"]:
+        first = run.measured.loc[~run.measured["ok"], "error"].iloc[0]
+        raise RuntimeError(f"{figures['errors']:.0f} searches on {name} failed; first: {first}")
     return {
-        "qps": done / elapsed,
-        "p50_ms": float(np.percentile(latencies, 50)) * 1000,
-        "p95_ms": float(np.percentile(latencies, 95)) * 1000,
+        "qps": figures["requests_per_s"],
+        "p50_ms": figures["latency_p50_ms"],
+        "p95_ms": figures["latency_p95_ms"],
     }
 
 
@@ -146,6 +123,7 @@ def measure(
     *,
     seconds: float,
     prefix: str = "shards",
+    api_key: str | None = None,
     **ingest: Any,
 ) -> pd.DataFrame:
     """One row per shard count: ingest, index build, latency, QPS at 1 and 8, recall@10."""
@@ -154,18 +132,18 @@ def measure(
         name = f"{prefix}_{shards}"
         ingest_s = create_and_ingest(client, name, vectors, shards, **ingest)
         build_s = wait_green(client, name)
-        found, latencies = search_ids(client, name, queries)
+        found, _ = search_ids(client, name, queries)
         per_shard = points_per_shard(client, name)
-        one = qps(url, name, queries, 1, seconds)
-        eight = qps(url, name, queries, 8, seconds)
+        one = qps(url, name, queries, 1, seconds, api_key=api_key)
+        eight = qps(url, name, queries, 8, seconds, api_key=api_key)
         rows.append(
             {
                 "shards": shards,
                 "ingest_s": ingest_s,
                 "ingest_pts_per_s": len(vectors) / ingest_s,
                 "index_build_s": build_s,
-                "p50_ms": float(np.percentile(latencies, 50)) * 1000,
-                "p95_ms": float(np.percentile(latencies, 95)) * 1000,
+                "p50_ms": one["p50_ms"],
+                "p95_ms": one["p95_ms"],
                 "qps_c1": one["qps"],
                 "qps_c8": eight["qps"],
                 "p95_ms_c8": eight["p95_ms"],
