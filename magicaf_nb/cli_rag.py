@@ -36,7 +36,9 @@ def print_result(result: RAGResult) -> None:
     print(f"  {'total':<7} {result.total_ms:9.1f}")
 
 
-def ingest_into(endpoints: Mapping[str, str], source: object, collection: str) -> object:
+def ingest_into(
+    endpoints: Mapping[str, str], source: object, collection: str, prune_deleted: bool = True
+) -> object:
     from magicaf_nb.ingest import ingest
 
     return ingest(
@@ -45,6 +47,7 @@ def ingest_into(endpoints: Mapping[str, str], source: object, collection: str) -
         collection=collection,
         embedding=EmbeddingConfig.from_env(endpoints),
         qdrant_api_key=endpoints.get("QDRANT_API_KEY"),
+        prune_deleted=prune_deleted,
     )
 
 
@@ -52,7 +55,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not args.sample and not args.path:
         raise ValueError("Give a PATH to ingest, or --sample for the built-in corpus.")
     report = ingest_into(
-        endpoints_for(args.name), "sample" if args.sample else args.path, args.collection
+        endpoints_for(args.name),
+        "sample" if args.sample else args.path,
+        args.collection,
+        prune_deleted=not args.keep_deleted,
     )
     print(report)
     return 0
@@ -93,6 +99,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     ingest.add_argument("path", nargs="?")
     ingest.add_argument("--sample", action="store_true", help="the built-in sample corpus")
     ingest.add_argument("--collection", default=DEFAULT_COLLECTION)
+    ingest.add_argument(
+        "--keep-deleted",
+        action="store_true",
+        help="keep the chunks of files deleted from PATH since an earlier ingest",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     ask = sub.add_parser("ask", help="a RAG query: answer, numbered sources, stage timings")

@@ -39,6 +39,13 @@ def test_ingest_a_folder_then_ask_prints_answer_sources_and_timings(
     assert "[1] " in out and "rivers.md" in out
     assert "llm" in out and "total" in out
 
+    (tmp_path / "tea.txt").unlink()
+    ingest = ["--name", name, "ingest", str(tmp_path), "--collection", "cli_rag"]
+    assert main([*ingest, "--keep-deleted"]) == 0
+    assert "0 stale removed" in capsys.readouterr().out
+    assert main(ingest) == 0
+    assert "1 stale removed (of 1 file(s) gone)" in capsys.readouterr().out
+
 
 def test_ingest_without_a_path_says_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ingest"]) == 1

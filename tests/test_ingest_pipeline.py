@@ -132,6 +132,46 @@ def test_changed_file_replaces_only_its_own_chunks(
     assert files.loc["a.txt", "removed_stale_chunks"] == len(old_a)
 
 
+def test_deleted_files_and_rows_lose_their_chunks_other_folders_keep_theirs(
+    stack: LocalStack, qdrant: QdrantClient, tmp_path: Path
+) -> None:
+    docs, other = tmp_path / "docs", tmp_path / "other"
+    (docs / "sub").mkdir(parents=True)
+    other.mkdir()
+    words = "Qdrant splits a collection into shards spread over peers. " * 6
+    (docs / "keep.txt").write_text(f"Keep.\n\n{words}")
+    (docs / "sub" / "drop.md").write_text(f"# Drop\n\n{words}")
+    (docs / "rows.jsonl").write_text(
+        '{"body": "first row about replicas"}\n{"body": "second row about shards"}\n'
+    )
+    (other / "elsewhere.txt").write_text(f"Another folder.\n\n{words}")
+    name = fresh_name()
+    ingest(other, **settings(stack, name))
+    ingest(docs, text_column="body", **settings(stack, name))
+    before = all_points(qdrant, name)
+    drop = str((docs / "sub" / "drop.md").resolve())
+    second_row = str((docs / "rows.jsonl").resolve()) + "#line2"
+    doomed = {pid for pid, p in before.items() if p["source"] in (drop, second_row)}
+    assert len(doomed) >= 2
+
+    (docs / "sub" / "drop.md").unlink()
+    (docs / "rows.jsonl").write_text('{"body": "first row about replicas"}\n')
+    report = ingest(docs, text_column="body", **settings(stack, name))
+    after = all_points(qdrant, name)
+    assert set(after) == set(before) - doomed  # nothing else touched, other/ included
+    assert report.summary["removed_stale_chunks"] == len(doomed)
+    assert report.summary["new_chunks"] == 0 and report.summary["files_gone"] == 1
+    files = report.files.set_index("path")
+    assert files.loc["sub/drop.md", "status"] == "gone"
+    assert files.loc["rows.jsonl", "removed_stale_chunks"] == 1
+    assert "(of 1 file(s) gone)" in repr(report)
+
+    (docs / "keep.txt").unlink()
+    kept = ingest(docs, text_column="body", prune_deleted=False, **settings(stack, name))
+    assert kept.summary["removed_stale_chunks"] == 0
+    assert all_points(qdrant, name) == after
+
+
 def test_an_interrupted_ingest_resumes_where_it_stopped(
     stack: LocalStack, qdrant: QdrantClient
 ) -> None:

@@ -17,6 +17,8 @@ from magicaf_nb.config import (
     LlmServerSpec,
     StackSpec,
 )
+from magicaf_nb.ingest.orphans import find_orphans
+from magicaf_nb.ingest.store import Stored
 from magicaf_nb.stack import haproxy
 from magicaf_nb.traffic import RequestStream, summarize
 
@@ -117,3 +119,32 @@ def test_committed_haproxy_example_matches_the_generated_config() -> None:
         socket_path=Path("/run/haproxy/embedding.sock"),
     )
     assert example.read_text().startswith(rendered)
+
+
+def test_orphans_stay_inside_the_folder_and_spare_skipped_files(tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    root.mkdir()
+    (tmp_path / "docs2").mkdir()
+    base = str(root.resolve())
+    report = pd.DataFrame(
+        {
+            "path": ["a.txt", "rows.csv", "bad.bin"],
+            "source": [f"{base}/a.txt", f"{base}/rows.csv", f"{base}/bad.bin"],
+            "status": ["read", "read", "skipped"],
+        }
+    )
+    stored = {
+        "1": Stored(f"{base}/a.txt", 0, "a"),  # produced again
+        "2": Stored(f"{base}/gone.md", 0, "gone"),  # file deleted
+        "3": Stored(f"{base}/rows.csv#row2", 0, "r2"),  # row deleted from a read file
+        "4": Stored(f"{base}/bad.bin", 0, "bad"),  # skipped now: kept
+        "5": Stored(f"{tmp_path.resolve()}/docs2/x.txt", 0, "x"),  # another folder
+        "6": Stored("dataframe:abc", 0, "df"),
+    }
+    produced = {f"{base}/a.txt", f"{base}/rows.csv#row1"}
+    found = find_orphans(stored, root.resolve(), report, produced)
+    assert sorted(found.ids) == ["2", "3"]
+    assert found.gone_files == {"gone.md": f"{base}/gone.md"}
+    assert found.ids_by_path == {"gone.md": ["2"], "rows.csv": ["3"]}
+    single = find_orphans(stored, (root / "rows.csv").resolve(), report, produced)
+    assert single.ids == ["3"]

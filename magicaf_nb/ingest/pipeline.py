@@ -6,10 +6,12 @@ Order of work (every check comes before the first write):
 2. chunk by the model's tokens; embed one chunk to learn the model's vector size;
 3. refuse a collection of another vector size; create the collection if missing;
 4. list what each source already has stored: ids already there are skipped (re-runs add
-   nothing, an interrupted run resumes), ids no longer produced are stale;
+   nothing, an interrupted run resumes), ids no longer produced are stale; for a folder
+   (or file), so are the chunks of files gone from it and of rows gone from a file
+   (``prune_deleted``; see ``orphans``);
 5. keep ``parallel_batches`` embedding requests in flight while finished batches are
    upserted (``wait=True``), with a progress bar;
-6. only then delete the stale chunks of the sources that changed.
+6. only then delete the stale chunks.
 
 So a failure at any step leaves every point stored before the run in place.
 """
@@ -23,6 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +34,7 @@ from tqdm.auto import tqdm
 from magicaf_nb.config import EmbeddingConfig, check_positive_int
 from magicaf_nb.ingest.chunking import Chunk, Chunker
 from magicaf_nb.ingest.errors import IngestError
+from magicaf_nb.ingest.orphans import Orphans, find_orphans
 from magicaf_nb.ingest.readers import (
     DEFAULT_MAX_BYTES,
     Corpus,
@@ -104,21 +108,42 @@ async def embed_and_upsert(
         raise errors.exceptions[0] from None
 
 
+def _folder_root(source: Any) -> Path | None:
+    """The resolved folder or file an ingest reads, or None for other kinds of source."""
+    if isinstance(source, str | os.PathLike) and source != "sample":
+        return Path(source).expanduser().resolve()
+    return None
+
+
 def _file_table(
     corpus: Corpus,
     chunks: Sequence[Chunk],
     todo: Sequence[Chunk],
     kept: Sequence[Chunk],
     stale_by_source: dict[str, list[str]],
+    orphans: Orphans,
 ) -> pd.DataFrame:
-    """The reader's report plus, per file, its chunks: total, written, kept, stale removed."""
-    files = corpus.report.copy()
+    """The reader's report plus, per file, its chunks: total, written, kept, stale removed;
+    and a row for each file gone from the folder whose chunks were removed."""
+    gone = pd.DataFrame(
+        [
+            {"path": shown, "source": source, "status": "gone", "reason": "no longer in the folder"}
+            for shown, source in orphans.gone_files.items()
+        ],
+        columns=corpus.report.columns,
+    )
+    files = pd.concat([corpus.report, gone], ignore_index=True) if len(gone) else corpus.report
+    files = files.copy()
+    for column in ("documents", "chars", "bytes"):
+        files[column] = files[column].fillna(0).astype("int64")
     counts: dict[str, Counter[str]] = {}
     for name, group in (("chunks", chunks), ("new_chunks", todo), ("existing_chunks", kept)):
         counts[name] = Counter(corpus.origin.get(c.source, c.source) for c in group)
     counts["removed_stale_chunks"] = Counter()
     for source, ids in stale_by_source.items():
         counts["removed_stale_chunks"][corpus.origin.get(source, source)] += len(ids)
+    for path, ids in orphans.ids_by_path.items():
+        counts["removed_stale_chunks"][path] += len(ids)
     for name, per_file in counts.items():
         files[name] = files["path"].map(per_file).fillna(0).astype("int64")
     return files
@@ -140,11 +165,14 @@ async def aingest(
     source_column: str | None = None,
     title_column: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    prune_deleted: bool = True,
 ) -> IngestReport:
     """Ingest ``source`` into ``collection``: idempotent, resumable, checked before writing.
 
     ``source``: a folder or file path, a pandas DataFrame (with ``text_column``), a list of
     ``Document``, or "sample" (the Python reference topics). Returns an ``IngestReport``.
+    For a folder or file, ``prune_deleted`` also removes the chunks of files deleted from
+    it (and of rows gone from a file) since an earlier run, so answers stop citing them.
     """
     started = time.perf_counter()
     check_positive_int("batch_size", batch_size, upper=4096)
@@ -175,7 +203,17 @@ async def aingest(
         probe = await embedder.aembed_batch([chunks[0].text])
         dim = int(probe.vectors.shape[1])
         created = await target.check_or_create(dim, embedding.model)
-        stored = {} if created else await target.stored(sorted({c.source for c in chunks}))
+        produced = {c.source for c in chunks}
+        root = _folder_root(source) if prune_deleted else None
+        orphans = Orphans()
+        if created:
+            stored = {}
+        elif root is not None:  # one scan of the collection serves both purposes
+            everything = await target.stored()
+            orphans = find_orphans(everything, root, corpus.report, produced)
+            stored = {p: have for p, have in everything.items() if have.source in produced}
+        else:
+            stored = await target.stored(sorted(produced))
         todo, kept = plan(chunks, stored)
         wanted = {c.id for c in chunks}
         stale_by_source: dict[str, list[str]] = {}
@@ -200,15 +238,16 @@ async def aingest(
                 bar=bar,
             )
         pipeline_seconds = time.perf_counter() - pipeline_start
-        # Only now, with every new chunk stored, drop the old ones of changed sources.
-        stale = [point for ids in stale_by_source.values() for point in ids]
+        # Only now, with every new chunk stored, drop the old ones of changed or gone sources.
+        stale = [point for ids in stale_by_source.values() for point in ids] + orphans.ids
         await target.delete(stale)
     finally:
         await embedder.aclose()
         await target.aclose()
     seconds = time.perf_counter() - started
-    files = _file_table(corpus, chunks, todo, kept, stale_by_source)
+    files = _file_table(corpus, chunks, todo, kept, stale_by_source, orphans)
     read = int((files["status"] == "read").sum())
+    skipped = int((files["status"] == "skipped").sum())
     summary = {
         "documents": len(corpus.documents),
         "chunks": len(chunks),
@@ -216,7 +255,8 @@ async def aingest(
         "existing_chunks": len(kept),
         "removed_stale_chunks": len(stale),
         "files_read": read,
-        "files_skipped": len(files) - read,
+        "files_skipped": skipped,
+        "files_gone": len(orphans.gone_files),
         "seconds": round(seconds, 3),
         "chunks_per_s": round(len(todo) / seconds, 2) if seconds > 0 else 0.0,
         "pipeline_seconds": round(pipeline_seconds, 3),

@@ -16,6 +16,7 @@ SUMMARY_LABELS = {
     "removed_stale_chunks": "stale chunks removed",
     "files_read": "files / rows read",
     "files_skipped": "files / rows skipped",
+    "files_gone": "files gone from the folder (chunks removed)",
     "seconds": "seconds (whole run)",
     "chunks_per_s": "chunks written / s (whole run)",
     "pipeline_seconds": "seconds embedding + upserting",
@@ -29,7 +30,8 @@ class IngestReport:
     """``files``: one row per file (or DataFrame row) with status, reason and chunk counts.
 
     ``summary``: documents, chunks, new_chunks, existing_chunks, removed_stale_chunks,
-    files_read, files_skipped, seconds, chunks_per_s, pipeline_seconds, run_id, collection.
+    files_read, files_skipped, files_gone, seconds, chunks_per_s, pipeline_seconds, run_id,
+    collection.
     """
 
     files: pd.DataFrame
@@ -41,10 +43,11 @@ class IngestReport:
 
     def _headline(self) -> str:
         s = self.summary
+        gone = f" (of {s['files_gone']} file(s) gone)" if s.get("files_gone") else ""
         return (
             f"Ingested {s.get('documents', 0)} document(s) into {s.get('collection')!r}: "
             f"{s.get('new_chunks', 0)} chunk(s) written, {s.get('existing_chunks', 0)} already "
-            f"stored, {s.get('removed_stale_chunks', 0)} stale removed, "
+            f"stored, {s.get('removed_stale_chunks', 0)} stale removed{gone}, "
             f"{s.get('files_skipped', 0)} skipped; {s.get('seconds', 0.0):.1f} s "
             f"({s.get('chunks_per_s', 0.0):.1f} chunks/s)."
         )

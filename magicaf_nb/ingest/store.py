@@ -2,7 +2,7 @@
 
 One ``IngestTarget`` per run: check the collection's vector size against the model's,
 create the collection (cosine, a keyword index on ``source``), list what each source
-already has stored, upsert batches, delete a changed source's stale chunks.
+(or the whole collection) already has stored, upsert batches, delete stale chunks.
 """
 
 from __future__ import annotations
@@ -112,34 +112,40 @@ class IngestTarget:
             raise self._unreachable(exc) from exc
         return True
 
-    async def stored(self, sources: Sequence[str]) -> dict[str, Stored]:
-        """Every stored point id of ``sources``, with its source, chunk index and title."""
+    async def stored(self, sources: Sequence[str] | None = None) -> dict[str, Stored]:
+        """Every stored point id of ``sources`` (None: of the whole collection), with its
+        source, chunk index and title."""
+        if sources is None:
+            return await self._scan(None)
         found: dict[str, Stored] = {}
-        fields = ["source", "chunk_index", "title"]
         for i in range(0, len(sources), SCAN_SOURCES_PER_REQUEST):
             group = list(sources[i : i + SCAN_SOURCES_PER_REQUEST])
             flt = qm.Filter(must=[qm.FieldCondition(key="source", match=qm.MatchAny(any=group))])
-            offset = None
-            while True:
-                try:
-                    records, offset = await self.client.scroll(
-                        self.collection,
-                        scroll_filter=flt,
-                        limit=SCAN_PAGE,
-                        offset=offset,
-                        with_payload=fields,
-                        with_vectors=False,
-                    )
-                except (ApiException, ResponseHandlingException, OSError) as exc:
-                    raise self._unreachable(exc) from exc
-                for record in records:
-                    payload = record.payload or {}
-                    found[str(record.id)] = Stored(
-                        str(payload.get("source")), payload.get("chunk_index"), payload.get("title")
-                    )
-                if offset is None:
-                    break
+            found.update(await self._scan(flt))
         return found
+
+    async def _scan(self, flt: qm.Filter | None) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        offset = None
+        while True:
+            try:
+                records, offset = await self.client.scroll(
+                    self.collection,
+                    scroll_filter=flt,
+                    limit=SCAN_PAGE,
+                    offset=offset,
+                    with_payload=["source", "chunk_index", "title"],
+                    with_vectors=False,
+                )
+            except (ApiException, ResponseHandlingException, OSError) as exc:
+                raise self._unreachable(exc) from exc
+            for record in records:
+                payload = record.payload or {}
+                found[str(record.id)] = Stored(
+                    str(payload.get("source")), payload.get("chunk_index"), payload.get("title")
+                )
+            if offset is None:
+                return found
 
     async def upsert(
         self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, object]]
