@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from magicaf_nb.cli import main
@@ -50,3 +55,26 @@ def test_ingest_a_folder_then_ask_prints_answer_sources_and_timings(
 def test_ingest_without_a_path_says_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ingest"]) == 1
     assert "--sample" in capsys.readouterr().err
+
+
+def test_demo_runs_the_main_job_headless_and_leaves_nothing_running(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [sys.executable, "-m", "magicaf_nb.cli", "--name", "demo-test", "demo"],
+        env={**os.environ, "MAGICAF_NB_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    written = re.search(r"Ingested (\d+) document\(s\) into '[^']+': (\d+) chunk\(s\) written", out)
+    assert written and int(written[1]) > 50 and int(written[2]) > int(written[1]), out
+    assert "\n  [1] " in out and "Stage timings (ms):" in out, out
+    assert "the stack is down" in out
+    leftovers = [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if str(home) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == [], f"processes left running: {leftovers}"
