@@ -156,23 +156,33 @@ def measure(
 
 def explore(
     client: QdrantClient,
+    url: str,
     queries: np.ndarray,
     truth: np.ndarray,
     shard_counts: Sequence[int],
     hnsw_ef: int,
+    *,
     prefix: str = "shards",
+    seconds: float = 0.5,
+    api_key: str | None = None,
 ) -> pd.DataFrame:
-    """Recall@10 and latency of the built collections at one ``hnsw_ef`` (widget backend)."""
+    """Recall@10 and latency of the built collections at one ``hnsw_ef`` (widget backend).
+
+    Recall from the queries sent through ``client``; latency from one client of the load
+    generator, as in ``measure``.
+    """
     rows = []
     for shards in shard_counts:
-        found, latencies = search_ids(client, f"{prefix}_{shards}", queries, hnsw_ef=hnsw_ef)
+        name = f"{prefix}_{shards}"
+        found, _ = search_ids(client, name, queries, hnsw_ef=hnsw_ef)
+        one = qps(url, name, queries, 1, seconds, hnsw_ef=hnsw_ef, api_key=api_key)
         rows.append(
             {
                 "shards": shards,
                 "hnsw_ef": hnsw_ef,
                 "recall_at_10": recall_at_k(found, truth),
-                "p50_ms": float(np.percentile(latencies, 50)) * 1000,
-                "p95_ms": float(np.percentile(latencies, 95)) * 1000,
+                "p50_ms": one["p50_ms"],
+                "p95_ms": one["p95_ms"],
             }
         )
     return pd.DataFrame(rows).set_index("shards")
