@@ -18,34 +18,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import sys
-import threading
 import time
 import warnings
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import docker.errors
-import httpx
 import pandas as pd
 from docker.types import DeviceRequest, Mount
 
 from magicaf_nb import models
-from magicaf_nb.config import (
-    MAX_REPLICAS,
-    ConfigError,
-    EmbeddingConfig,
-    LlmConfig,
-    StackSpec,
-    VectorStoreConfig,
-    check_positive_int,
-)
+from magicaf_nb.config import StackSpec
 from magicaf_nb.stack import docker_engine as engine
-from magicaf_nb.stack import docker_qdrant, haproxy, procs, state
+from magicaf_nb.stack import docker_qdrant, haproxy, state
+from magicaf_nb.stack.base import BalancerRecord, ReplicaRecord, StackBase, StackError, Usage
 from magicaf_nb.stack.docker_images import (
     APP_IMAGE,
     APP_IMAGE_HINT,
@@ -53,32 +41,18 @@ from magicaf_nb.stack.docker_images import (
     DockerImages,
     fill,
 )
-from magicaf_nb.stack.local import ScaleEvent, StackError
-from magicaf_nb.stack.ports import ensure_port_free, pick_free_port
-from magicaf_nb.stack.procs import ProcessRecord
+from magicaf_nb.stack.ports import pick_free_port
 
 # Components served by replicas behind a load balancer, in start order (the app last:
 # its environment names the other services' URLs). Qdrant peers have no LB: each peer
 # serves the whole cluster.
 REPLICATED = ("embedding", "llm", "app")
 QDRANT = "qdrant"
-STATUS_COLUMNS = [
-    "component",
-    "replica",
-    "pid",
-    "port",
-    "state",
-    "lb_status",
-    "rss_mb",
-    "cpu_s",
-    "requests",
-    "in_flight",
-]
 CHECK_CONTAINER_EVERY_S = 0.5
 
 
 @dataclass
-class DockerReplica:
+class DockerReplica(ReplicaRecord):
     component: str
     index: int
     port: int
@@ -89,27 +63,15 @@ class DockerReplica:
     grpc_port: int | None = None  # Qdrant peers only
     p2p_port: int | None = None
 
-    @property
-    def server_name(self) -> str:
-        return f"r{self.index}"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
 
 @dataclass
-class DockerBalancer:
+class DockerBalancer(BalancerRecord):
     component: str
     port: int
     socket_path: str
     config_path: str
     name: str
     container_id: str | None = None
-
-    @property
-    def api(self) -> haproxy.RuntimeApi:
-        return haproxy.RuntimeApi(Path(self.socket_path))
 
 
 def _exception_of(func: Any) -> Any:
@@ -125,10 +87,7 @@ def _exception_of(func: Any) -> Any:
     return call
 
 
-_LIVE: weakref.WeakValueDictionary[str, DockerStack] = weakref.WeakValueDictionary()
-
-
-class DockerStack:
+class DockerStack(StackBase[DockerReplica, DockerBalancer, dict[str, Path]]):
     """Launch, scale and tear down the stack as containers (same interface as ``LocalStack``).
 
     ``images`` says what each component runs (default: ``DockerImages.official()``);
@@ -136,6 +95,10 @@ class DockerStack:
     running after this process exits (``DockerStack.attach(name).down()`` stops them);
     otherwise a watchdog removes them if this process dies without ``down()``.
     """
+
+    _kind = "Docker stack"
+    _exit_check_first_s = 0.2
+    _exit_check_every_s = CHECK_CONTAINER_EVERY_S
 
     def __init__(
         self,
@@ -145,102 +108,14 @@ class DockerStack:
         docker_host: str | None = None,
         detach: bool = False,
     ) -> None:
-        self.spec = (spec or StackSpec()).validate()
+        super().__init__(spec, detach=detach)
         self.images = (images or DockerImages.official()).validate()
         self.docker_host = docker_host or os.environ.get("DOCKER_HOST")
-        self.detach = detach
-        self.replicas: list[DockerReplica] = []
-        self.balancers: dict[str, DockerBalancer] = {}
         self._client: Any = None
         self._owner = engine.owner_token(detach)
-        self._watchdog: ProcessRecord | None = None
-        self._lock = threading.RLock()
-        self._up = False
         self._app_replicas = self.images.app.replicas if self.images.app else 0
         self._qdrant_peers = self.images.qdrant.replicas if self.images.qdrant else 0
-        # An external Qdrant (spec.qdrant.url, else QDRANT_URL), fixed when the stack starts.
-        self._qdrant_external = self._external_qdrant_url()
         self.components = self._components()
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def up(self) -> DockerStack:
-        """Start every load balancer and replica; wait until all serve through the LBs."""
-        with self._lock:
-            if self._up:
-                return self
-            client = self.client
-            self._qdrant_external = self._external_qdrant_url()
-            self.components = self._components()
-            model_paths = self._resolve_models()
-            engine.ensure_images(
-                client,
-                [self.images.for_component(c).image for c in self._containerized()]
-                + [self.images.lb.image],
-                pull=self.images.pull,
-                hints={APP_IMAGE: APP_IMAGE_HINT},
-            )
-            previous = _LIVE.get(self.spec.name)
-            if previous is not None and previous is not self and previous.is_up:
-                warnings.warn(
-                    f"Replacing the Docker stack {self.spec.name!r} this process started earlier.",
-                    stacklevel=2,
-                )
-                previous.down()
-            for comp in self._balanced():
-                port = self._lb_port_setting(comp)
-                if port is not None:
-                    ensure_port_free(port, f"{comp} load balancer")
-            qdrant_port = getattr(getattr(self.spec, QDRANT, None), "port", None)
-            if QDRANT in self._containerized() and qdrant_port is not None:
-                ensure_port_free(qdrant_port, "vector server (qdrant)")
-            self._reap_previous()
-            try:
-                self._start_watchdog()
-                for comp in self._balanced():
-                    self._start_balancer(comp)
-                # Every port is known once the replicas are registered, so all containers
-                # (the app's environment names the LB and Qdrant URLs) start together.
-                containerized = self._containerized()
-                wanted = [
-                    (c, i)
-                    for c in containerized
-                    for i in range(1 if c == QDRANT else self._target(c))
-                ]
-                new = self._start_replicas(wanted, model_paths)
-                for comp in self._balanced():
-                    self._wait_balancer(comp)
-                self._wait_healthy(new)
-                self._join_all(new)
-                if QDRANT in containerized and self._target(QDRANT) > 1:
-                    # Cluster peers join the first one, so they start once it serves.
-                    peers = self._start_replicas(
-                        [(QDRANT, i) for i in range(1, self._target(QDRANT))], model_paths
-                    )
-                    self._wait_healthy(peers)
-            except BaseException:
-                self._teardown()
-                raise
-            self._up = True
-            _LIVE[self.spec.name] = self
-            return self
-
-    def down(self) -> None:
-        """Remove every container this stack started (running or not) and stop its watchdog."""
-        with self._lock:
-            self._teardown()
-            self._up = False
-
-    def __enter__(self) -> DockerStack:
-        return self.up()
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
-
-    def __del__(self) -> None:  # a dropped notebook variable should not leak containers
-        if getattr(self, "_up", False) and not self.detach:
-            with contextlib.suppress(Exception):
-                self.down()
 
     @classmethod
     def attach(cls, name: str = "default", *, docker_host: str | None = None) -> DockerStack:
@@ -288,111 +163,7 @@ class DockerStack:
         stack._up = True
         return stack
 
-    # ------------------------------------------------------------------ scaling and faults
-
-    def scale(self, component: str, n: int) -> ScaleEvent:
-        """Bring ``component`` to ``n`` serving replicas, live and without failed requests."""
-        self._check_component(component)
-        check_positive_int(f"{component} replicas", n, upper=MAX_REPLICAS)
-        with self._lock:
-            self._require_up()
-            start = time.monotonic()
-            for dead in [r for r in self._of(component) if r.state == "killed"]:
-                self._remove(dead)
-            current = self._of(component)
-            before = len(current)
-            added: list[int] = []
-            removed: list[int] = []
-            if component == QDRANT:
-                self._check_qdrant_scalable(n)
-            if n > before:
-                next_index = max((r.index for r in current), default=-1) + 1
-                new = self._start_replicas(
-                    [(component, next_index + k) for k in range(n - before)],
-                    self._resolve_models(),
-                )
-                try:
-                    self._wait_healthy(new)
-                except BaseException:
-                    for replica in new:
-                        self._remove(replica)
-                    raise
-                self._join_all(new)
-                added = [r.index for r in new]
-            elif n < before:
-                leaving = sorted(current, key=lambda r: r.index)[n:]
-                for replica in leaving:
-                    if component == QDRANT:
-                        staying = [r for r in self._of(QDRANT) if r not in leaving]
-                        docker_qdrant.drain_peer(
-                            (replica.index, replica.url),
-                            [(r.index, r.url) for r in staying if r.state == "serving"],
-                        )
-                    self._remove(replica)
-                    removed.append(replica.index)
-            self._set_target(component, n)
-            return ScaleEvent(component, before, n, time.monotonic() - start, added, removed)
-
-    def kill(self, component: str, index: int) -> None:
-        """SIGKILL one replica's container (fault injection). The LB routes around it."""
-        with self._lock:
-            replica = self._replica(component, index)
-            if replica.state != "serving":
-                raise StackError(
-                    f"{component} replica {index} is {replica.state}, not serving: nothing to "
-                    f"kill. Fix: restart('{component}', {index}) first."
-                )
-            container = self._container(replica.container_id)
-            with contextlib.suppress(docker.errors.APIError):
-                container.kill(signal="SIGKILL")
-            container.wait(timeout=30)
-            replica.state = "killed"
-
-    def restart(self, component: str, index: int) -> float:
-        """Restart one replica's container on its port; return seconds until it serves again."""
-        with self._lock:
-            replica = self._replica(component, index)
-            start = time.monotonic()
-            if component not in self.balancers:  # a Qdrant peer: no load balancer
-                container = self._container(replica.container_id)
-                container.stop(timeout=10)
-                container.start()
-                replica.state = "starting"
-                self._wait_healthy([replica])
-                return time.monotonic() - start
-            lb = self.balancers[component].api
-            if replica.in_lb:
-                if replica.state == "serving":
-                    lb.set_state(replica.server_name, "drain")
-                    self._wait_drained(replica)
-                lb.set_state(replica.server_name, "maint")
-            container = self._container(replica.container_id)
-            container.stop(timeout=3)
-            container.start()
-            replica.state = "starting"
-            self._wait_healthy([replica])
-            if replica.in_lb:
-                lb.set_state(replica.server_name, "ready")
-            else:
-                self._join_lb(replica)
-            self._wait_lb_up([replica])
-            return time.monotonic() - start
-
     # ------------------------------------------------------------------ inspection
-
-    def endpoints(self) -> dict[str, str]:
-        """The load balancers' URLs under MagicAF's variable names."""
-        self._require_up()
-        return self._endpoints()
-
-    def embedding_config(self, **overrides: Any) -> EmbeddingConfig:
-        return EmbeddingConfig.from_env(self.endpoints(), **overrides)
-
-    def llm_config(self, **overrides: Any) -> LlmConfig:
-        return LlmConfig.from_env(self.endpoints(), **overrides)
-
-    def vector_config(self, **overrides: Any) -> VectorStoreConfig:
-        return VectorStoreConfig.from_env(self.endpoints(), **overrides)
 
     def shards(self, collection: str | None = None) -> pd.DataFrame:
         """Shard placement from the cluster API: one row per shard replica and its state.
@@ -405,42 +176,6 @@ class DockerStack:
             return docker_qdrant.shard_table([(0, self._qdrant_external)], collection)
         peers = [(r.index, r.url) for r in self._of(QDRANT) if r.state == "serving"]
         return docker_qdrant.shard_table(peers, collection)
-
-    def replica_urls(self, component: str) -> list[str]:
-        """Direct URLs of the serving replicas (bypassing the load balancer)."""
-        self._check_component(component)
-        return [r.url for r in self._of(component) if r.state == "serving"]
-
-    def status(self) -> pd.DataFrame:
-        """One row per container: replicas and load balancers, with live counters."""
-        rows: list[dict[str, Any]] = []
-        for comp in self.components:
-            lb = self.balancers.get(comp)
-            lb_rows: dict[str, dict[str, Any]] = {}
-            if lb is not None:
-                with contextlib.suppress(OSError, KeyError):
-                    lb_rows = {
-                        row["server"]: row for row in lb.api.server_stats().to_dict("records")
-                    }
-            for replica in self._of(comp):
-                lb_row = lb_rows.get(replica.server_name)
-                if comp == QDRANT and replica.state == "serving":
-                    lb_row = {"status": docker_qdrant.role(replica.url), "responses": 0, "scur": 0}
-                rows.append(self._replica_row(replica, lb_row))
-            if lb is not None:
-                rows.append(self._balancer_row(lb, lb_rows))
-            if comp == QDRANT and self._qdrant_external:
-                rows.append(self._external_row())
-        table = pd.DataFrame(rows, columns=STATUS_COLUMNS)
-        for col in ("replica", "pid", "port", "requests", "in_flight"):
-            table[col] = table[col].astype("Int64")
-        return table
-
-    def lb_stats(self, component: str) -> pd.DataFrame:
-        """HAProxy's per-server counters for one service."""
-        self._check_component(component)
-        self._require_up()
-        return self.balancers[component].api.server_stats()
 
     def logs(self, component: str, index: int | None = None, lines: int = 40) -> str:
         """The last ``lines`` of a replica container's log, or of the component's LB."""
@@ -464,10 +199,6 @@ class DockerStack:
     def containers(self) -> list[Any]:
         """Every container of this stack on the engine (for inspection)."""
         return engine.stack_containers(self.client, self.spec.name)
-
-    @property
-    def is_up(self) -> bool:
-        return self._up
 
     @property
     def client(self) -> Any:
@@ -496,10 +227,14 @@ class DockerStack:
     def _balanced(self) -> list[str]:
         return [c for c in self.components if c in REPLICATED]
 
-    def _external_qdrant_url(self) -> str | None:
-        part = getattr(self.spec, QDRANT, None)
-        external = getattr(part, "external_url", None)
-        return external() if callable(external) else None
+    def _known_components(self) -> list[str]:
+        return self.components
+
+    def _row_components(self) -> list[str]:
+        return self.components
+
+    def _runs_vector_store(self) -> bool:
+        return QDRANT in self._containerized()
 
     def _target(self, component: str) -> int:
         if component == QDRANT:
@@ -518,7 +253,9 @@ class DockerStack:
         else:
             self._app_replicas = n
 
-    def _check_qdrant_scalable(self, n: int) -> None:
+    def _check_scalable(self, component: str, n: int) -> None:
+        if component != QDRANT:
+            return
         if self._qdrant_external:
             raise StackError(
                 f"The vector store is the external Qdrant at {self._qdrant_external}; this stack "
@@ -533,36 +270,16 @@ class DockerStack:
                 "create collections with shard_number=N."
             )
 
-    def _lb_port_setting(self, component: str) -> int | None:
-        part = getattr(self.spec, component, None)
-        return getattr(part, "lb_port", None)
-
-    def _check_component(self, component: str) -> None:
-        if component not in self.components:
-            raise ConfigError(
-                f"Unknown component {component!r}: use one of {', '.join(self.components)}."
+    def _before_leaving(self, replica: DockerReplica, leaving: list[DockerReplica]) -> None:
+        if replica.component == QDRANT:
+            staying = [r for r in self._of(QDRANT) if r not in leaving]
+            docker_qdrant.drain_peer(
+                (replica.index, replica.url),
+                [(r.index, r.url) for r in staying if r.state == "serving"],
             )
 
-    def _require_up(self) -> None:
-        if not self._up:
-            raise StackError("The stack is not up. Fix: call up() first (or use `with stack:`).")
-
-    def _of(self, component: str) -> list[DockerReplica]:
-        return [r for r in self.replicas if r.component == component]
-
-    def _replica(self, component: str, index: int) -> DockerReplica:
-        self._check_component(component)
-        self._require_up()
-        if component == QDRANT and self._qdrant_external:
-            raise StackError(
-                f"The vector store is the external Qdrant at {self._qdrant_external}; this stack "
-                "does not manage its processes. Fix: kill or restart it where it runs."
-            )
-        for replica in self._of(component):
-            if replica.index == index:
-                return replica
-        known = ", ".join(str(r.index) for r in self._of(component)) or "none"
-        raise StackError(f"No {component} replica {index!r}; the replicas are: {known}.")
+    def _model_name(self, component: str) -> str:
+        return self.images.for_component(component).model_name or super()._model_name(component)
 
     def _container(self, container_id: str | None) -> Any:
         try:
@@ -595,29 +312,85 @@ class DockerStack:
             out[comp] = path.resolve()
         return out
 
-    def _endpoints(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        if "embedding" in self.balancers:
-            out["EMBEDDING_URL"] = f"http://127.0.0.1:{self.balancers['embedding'].port}"
-            out["EMBEDDING_MODEL"] = self.images.embedding.model_name or models.EMBEDDING_MODEL_NAME
-        if "llm" in self.balancers:
-            out["LLM_URL"] = f"http://127.0.0.1:{self.balancers['llm'].port}/v1"
-            out["LLM_MODEL"] = self.images.llm.model_name or models.CHAT_MODEL_NAME
-        if self._qdrant_external:
-            out["QDRANT_URL"] = self._qdrant_external
-            key = os.environ.get("QDRANT_API_KEY")
-            if key and not getattr(self.spec.qdrant, "url", None):
-                out["QDRANT_API_KEY"] = key
-        else:
-            peers = [r for r in self._of(QDRANT) if r.state == "serving"] or self._of(QDRANT)
-            if peers:
-                out["QDRANT_URL"] = min(peers, key=lambda r: r.index).url
-        app = getattr(self.spec, "app", None)
-        if getattr(app, "collection", None):
-            out["QDRANT_COLLECTION"] = app.collection
-        if "app" in self.balancers:
-            out["APP_URL"] = f"http://127.0.0.1:{self.balancers['app'].port}"
-        return out
+    # ------------------------------------------------------------------ internals: up and down
+
+    def _prepare(self) -> dict[str, Path]:
+        client = self.client
+        self.components = self._components()
+        model_paths = self._resolve_models()
+        engine.ensure_images(
+            client,
+            [self.images.for_component(c).image for c in self._containerized()]
+            + [self.images.lb.image],
+            pull=self.images.pull,
+            hints={APP_IMAGE: APP_IMAGE_HINT},
+        )
+        return model_paths
+
+    def _launch(self, plan: dict[str, Path]) -> None:
+        for comp in self._balanced():
+            self._start_balancer(comp)
+        # Every port is known once the replicas are registered, so all containers
+        # (the app's environment names the LB and Qdrant URLs) start together.
+        containerized = self._containerized()
+        wanted = [
+            (c, i) for c in containerized for i in range(1 if c == QDRANT else self._target(c))
+        ]
+        new = self._start_replicas(wanted, plan)
+        for comp in self._balanced():
+            self._wait_balancer(comp)
+        self._wait_healthy(new)
+        self._join_all(new)
+        if QDRANT in containerized and self._target(QDRANT) > 1:
+            # Cluster peers join the first one, so they start once it serves.
+            peers = self._start_replicas(
+                [(QDRANT, i) for i in range(1, self._target(QDRANT))], plan
+            )
+            self._wait_healthy(peers)
+
+    def _reap_previous(self) -> None:
+        leftovers = engine.stack_containers(self.client, self.spec.name)
+        if not leftovers:
+            return
+        owners = {c.labels.get(engine.LABEL_OWNER, "") for c in leftovers}
+        live = [o for o in owners if o != self._owner and engine.owner_alive(o)]
+        if live:
+            who = "a detached stack" if engine.DETACHED in live else f"process {live[0]}"
+            raise StackError(
+                f"A Docker stack named {self.spec.name!r} is already running, started by {who}. "
+                f"Fix: DockerStack.attach({self.spec.name!r}).down(), or give this stack "
+                "another name."
+            )
+        removed = engine.remove_containers(leftovers)
+        warnings.warn(
+            f"Removed {removed} leftover container(s) of Docker stack {self.spec.name!r} "
+            "whose owner had died.",
+            stacklevel=3,
+        )
+
+    def _watchdog_command(self) -> tuple[str, list[str], str]:
+        url = self.docker_host or "unix:///var/run/docker.sock"
+        args = [url, self.spec.name, self._owner]
+        return "magicaf_nb.stack.docker_watchdog", args, "docker-watchdog.log"
+
+    def _teardown(self) -> None:
+        client = self._client if self._client is not None else None
+        if client is None:
+            with contextlib.suppress(engine.DockerUnavailableError):
+                client = self.client
+        if client is not None:
+            mine = engine.stack_containers(client, self.spec.name)
+            if not self.detach:
+                mine = [c for c in mine if c.labels.get(engine.LABEL_OWNER) == self._owner]
+            # SIGKILL is enough: the stack keeps no state worth a graceful stop.
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda c: engine.remove_containers([c]), mine))
+        self._stop_watchdog()
+        for balancer in self.balancers.values():
+            with contextlib.suppress(FileNotFoundError):
+                Path(balancer.socket_path).unlink()
+        self.replicas.clear()
+        self.balancers.clear()
 
     # ------------------------------------------------------------------ internals: containers
 
@@ -643,11 +416,7 @@ class DockerStack:
         values.update(host=self.spec.host, port=port, index=index)
         if component == "embedding":
             values["embedding_context"] = 512 * int(values.get("slots", 1))
-        cspec = self.images.for_component(component)
-        values["model_name"] = cspec.model_name or {
-            "embedding": models.EMBEDDING_MODEL_NAME,
-            "llm": models.CHAT_MODEL_NAME,
-        }.get(component, component)
+        values["model_name"] = self._model_name(component)
         values.update(self._endpoints())
         return values
 
@@ -827,17 +596,9 @@ class DockerStack:
     def _start_balancer(self, component: str) -> None:
         run = state.run_dir(self.spec.name) / "docker"
         run.mkdir(parents=True, exist_ok=True)
-        port = self._lb_port_setting(component) or pick_free_port()
         sock_dir = state.socket_dir(self.spec.name)
         sock = sock_dir / f"docker-{component}.sock"
-        with contextlib.suppress(FileNotFoundError):
-            sock.unlink()
-        cfg = run / f"{component}-haproxy.cfg"
-        cfg.write_text(
-            haproxy.render_config(
-                service=component, bind_host=self.spec.host, bind_port=port, socket_path=sock
-            )
-        )
+        port, cfg = self._write_lb_config(component, run, sock, self.spec.host)
         cspec = self.images.lb
         if cspec.user is None:  # the socket must belong to this user for the runtime API
             cspec = ContainerSpec(**{**asdict(cspec), "user": f"{os.getuid()}:{os.getgid()}"})
@@ -883,201 +644,78 @@ class DockerStack:
             f"{engine.log_tail(container, 20)}"
         )
 
-    def _wait_healthy(self, pending: list[DockerReplica]) -> None:
-        deadline = time.monotonic() + self.spec.startup_timeout_s
-        waiting = list(pending)
-        next_check = time.monotonic() + 0.2
-        with httpx.Client(timeout=2.0) as http:
-            while waiting:
-                check_containers = time.monotonic() >= next_check
-                if check_containers:
-                    next_check = time.monotonic() + CHECK_CONTAINER_EVERY_S
-                for replica in list(waiting):
-                    if check_containers:
-                        self._raise_if_exited(replica)
-                    path = self.images.for_component(replica.component).health_path
-                    with contextlib.suppress(httpx.HTTPError):
-                        if http.get(f"{replica.url}{path}").status_code == 200:
-                            replica.state = "serving"
-                            waiting.remove(replica)
-                if waiting and time.monotonic() > deadline:
-                    names = ", ".join(r.name for r in waiting)
-                    tail = engine.log_tail(self._container(waiting[0].container_id), 20)
-                    raise StackError(
-                        f"Timed out after {self.spec.startup_timeout_s:.0f} s waiting for "
-                        f"{names} to become healthy. Fix: raise StackSpec.startup_timeout_s or "
-                        f"check the log of {waiting[0].name}:\n{tail}"
-                    )
-                if waiting:
-                    time.sleep(0.05)
+    # ------------------------------------------------------------------ internals: replicas
 
-    def _raise_if_exited(self, replica: DockerReplica) -> None:
+    def _start_new(self, component: str, indices: list[int]) -> list[DockerReplica]:
+        return self._start_replicas([(component, i) for i in indices], self._resolve_models())
+
+    def _relaunch(self, replica: DockerReplica, grace_s: int) -> None:
         container = self._container(replica.container_id)
-        if container.status not in ("exited", "dead"):
-            return
-        code = (container.attrs.get("State") or {}).get("ExitCode")
-        replica.state = "stopped"
-        raise StackError(
-            f"{replica.component} replica {replica.index} (container {replica.name}, image "
-            f"{self.images.for_component(replica.component).image}, port {replica.port}) "
-            f"exited with code {code} during start. Last log lines:\n"
-            f"{engine.log_tail(container, 20)}"
-        )
+        container.stop(timeout=grace_s)
+        container.start()
 
-    def _join_lb(self, replica: DockerReplica) -> None:
-        self.balancers[replica.component].api.add_server(
-            replica.server_name, "127.0.0.1", replica.port
-        )
-        replica.in_lb = True
-
-    def _join_all(self, replicas: list[DockerReplica]) -> None:
-        balanced = [r for r in replicas if r.component in self.balancers]
-        for replica in balanced:
-            self._join_lb(replica)
-        self._wait_lb_up(balanced)
-
-    def _wait_lb_up(self, replicas: list[DockerReplica], timeout_s: float = 15.0) -> None:
-        """Wait until HAProxy's health checks see every given replica UP."""
-        for component in {r.component for r in replicas}:
-            names = {r.server_name for r in replicas if r.component == component}
-            try:
-                self.balancers[component].api.wait_up(names, timeout_s)
-            except haproxy.HaproxyError as exc:
-                raise StackError(f"{component}: {exc}") from exc
-
-    def _wait_drained(self, replica: DockerReplica, timeout_s: float = 60.0) -> None:
-        self.balancers[replica.component].api.wait_drained(replica.server_name, timeout_s)
-
-    def _remove(self, replica: DockerReplica) -> None:
-        """Drain and delete a replica from its LB, then stop and remove its container."""
-        if replica.in_lb:
-            with contextlib.suppress(OSError):
-                self.balancers[replica.component].api.remove_server(replica.server_name)
-            replica.in_lb = False
+    def _destroy(self, replica: DockerReplica) -> None:
         if replica.container_id is not None:
             with contextlib.suppress(docker.errors.NotFound):
                 container = self.client.containers.get(replica.container_id)
                 with contextlib.suppress(docker.errors.APIError):
                     container.stop(timeout=3)
                 container.remove(force=True, v=True)
-        replica.state = "stopped"
-        if replica in self.replicas:
-            self.replicas.remove(replica)
 
-    def _reap_previous(self) -> None:
-        leftovers = engine.stack_containers(self.client, self.spec.name)
-        if not leftovers:
+    def _leave_lb(self, replica: DockerReplica) -> None:
+        with contextlib.suppress(OSError):  # the LB container is gone: nothing to leave
+            super()._leave_lb(replica)
+
+    def _has_server(self, replica: DockerReplica) -> bool:
+        return replica.container_id is not None
+
+    def _sigkill(self, replica: DockerReplica) -> None:
+        container = self._container(replica.container_id)
+        with contextlib.suppress(docker.errors.APIError):
+            container.kill(signal="SIGKILL")
+        container.wait(timeout=30)
+
+    def _raise_if_exited(self, replica: DockerReplica) -> None:
+        container = self._container(replica.container_id)
+        if container.status not in ("exited", "dead"):
             return
-        owners = {c.labels.get(engine.LABEL_OWNER, "") for c in leftovers}
-        live = [o for o in owners if o != self._owner and engine.owner_alive(o)]
-        if live:
-            who = "a detached stack" if engine.DETACHED in live else f"process {live[0]}"
-            raise StackError(
-                f"A Docker stack named {self.spec.name!r} is already running, started by {who}. "
-                f"Fix: DockerStack.attach({self.spec.name!r}).down(), or give this stack "
-                "another name."
-            )
-        removed = engine.remove_containers(leftovers)
-        warnings.warn(
-            f"Removed {removed} leftover container(s) of Docker stack {self.spec.name!r} "
-            "whose owner had died.",
-            stacklevel=3,
-        )
+        code = (container.attrs.get("State") or {}).get("ExitCode")
+        image = self.images.for_component(replica.component).image
+        where = f"container {replica.name}, image {image}, port {replica.port}"
+        raise self._start_failure(replica, where, code, engine.log_tail(container, 20))
 
-    def _start_watchdog(self) -> None:
-        if self.detach:
-            return
-        url = self.docker_host or "unix:///var/run/docker.sock"
-        self._watchdog = procs.spawn(
-            [
-                sys.executable,
-                "-m",
-                "magicaf_nb.stack.docker_watchdog",
-                url,
-                self.spec.name,
-                self._owner,
-            ],
-            state.run_dir(self.spec.name) / "docker-watchdog.log",
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
+    def _health_path(self, replica: DockerReplica) -> str:
+        return self.images.for_component(replica.component).health_path
 
-    def _teardown(self) -> None:
-        client = self._client if self._client is not None else None
-        if client is None:
-            with contextlib.suppress(engine.DockerUnavailableError):
-                client = self.client
-        if client is not None:
-            mine = engine.stack_containers(client, self.spec.name)
-            if not self.detach:
-                mine = [c for c in mine if c.labels.get(engine.LABEL_OWNER) == self._owner]
-            # SIGKILL is enough: the stack keeps no state worth a graceful stop.
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda c: engine.remove_containers([c]), mine))
-        if self._watchdog is not None:
-            procs.kill_group(self._watchdog, signal.SIGKILL)
-            self._watchdog = None
-        for balancer in self.balancers.values():
-            with contextlib.suppress(FileNotFoundError):
-                Path(balancer.socket_path).unlink()
-        self.replicas.clear()
-        self.balancers.clear()
+    def _display_name(self, replica: DockerReplica) -> str:
+        return replica.name
+
+    def _startup_log_hint(self, replica: DockerReplica) -> str:
+        tail = engine.log_tail(self._container(replica.container_id), 20)
+        return f"log of {replica.name}:\n{tail}"
 
     # ------------------------------------------------------------------ internals: status rows
 
-    def _replica_row(self, replica: DockerReplica, lb_row: dict[str, Any] | None) -> dict[str, Any]:
+    def _lb_row(
+        self, replica: DockerReplica, lb_rows: dict[str, dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        if replica.component == QDRANT and replica.state == "serving":
+            # A Qdrant peer has no LB: its row shows the peer's role in the cluster.
+            return {"status": docker_qdrant.role(replica.url), "responses": 0, "scur": 0}
+        return super()._lb_row(replica, lb_rows)
+
+    def _replica_usage(self, replica: DockerReplica) -> Usage:
+        return self._container_usage(replica.container_id)
+
+    def _balancer_usage(self, lb: DockerBalancer) -> Usage:
+        return self._container_usage(lb.container_id)
+
+    def _container_usage(self, container_id: str | None) -> Usage:
         pid, running = None, False
-        if replica.container_id is not None:
+        if container_id is not None:
             with contextlib.suppress(docker.errors.NotFound):
-                container = self.client.containers.get(replica.container_id)
+                container = self.client.containers.get(container_id)
                 running = container.status == "running"
                 pid = engine.container_pid(container) if running else None
         cpu, rss = engine.cpu_and_rss(pid)
-        state_now = replica.state if (running or replica.state != "serving") else "dead"
-        return {
-            "component": replica.component,
-            "replica": replica.index,
-            "pid": pid,
-            "port": replica.port,
-            "state": state_now,
-            "lb_status": lb_row["status"] if lb_row else "-",
-            "rss_mb": None if rss is None else round(rss, 1),
-            "cpu_s": None if cpu is None else round(cpu, 2),
-            "requests": int(lb_row["responses"]) if lb_row else 0,
-            "in_flight": int(lb_row["scur"]) if lb_row else 0,
-        }
-
-    def _external_row(self) -> dict[str, Any]:
-        return {
-            "component": QDRANT,
-            "replica": None,
-            "pid": None,
-            "port": httpx.URL(self._qdrant_external or "").port,
-            "state": "external",
-            "lb_status": "-",
-            "rss_mb": None,
-            "cpu_s": None,
-            "requests": 0,
-            "in_flight": 0,
-        }
-
-    def _balancer_row(
-        self, lb: DockerBalancer, lb_rows: dict[str, dict[str, Any]]
-    ) -> dict[str, Any]:
-        pid, running = None, False
-        with contextlib.suppress(docker.errors.NotFound):
-            container = self.client.containers.get(lb.container_id)
-            running = container.status == "running"
-            pid = engine.container_pid(container) if running else None
-        cpu, rss = engine.cpu_and_rss(pid)
-        return {
-            "component": f"{lb.component}-lb",
-            "replica": None,
-            "pid": pid,
-            "port": lb.port,
-            "state": "serving" if running else "dead",
-            "lb_status": "-",
-            "rss_mb": None if rss is None else round(rss, 1),
-            "cpu_s": None if cpu is None else round(cpu, 2),
-            "requests": sum(int(r["responses"]) for r in lb_rows.values()),
-            "in_flight": sum(int(r["scur"]) for r in lb_rows.values()),
-        }
+        return Usage(pid, running, cpu, rss)
