@@ -77,6 +77,8 @@ def test_next_up_reaps_leftovers_when_even_the_watchdog_died() -> None:
     os.kill(info["watchdog"], signal.SIGKILL)
     owner.send_signal(signal.SIGKILL)
     owner.wait()
+    # SIGKILL is delivered asynchronously: count the reaped servers once the watchdog is gone
+    assert _wait_dead({info["watchdog"]}) == set()
     leftovers = set(info["pids"])
     assert alive(leftovers) == leftovers  # nobody reaped them yet
     with pytest.warns(UserWarning, match="Reaped 7 leftover"):
