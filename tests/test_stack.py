@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from magicaf_nb.config import GenerationConfig
 from magicaf_nb.services import EmbeddingClient, LlmClient
 from magicaf_nb.stack import LocalStack
 from magicaf_nb.traffic import RequestStream
@@ -60,6 +61,18 @@ def test_chat_answers_plain_and_streaming(stack: LocalStack) -> None:
     assert streamed.ttft_s is not None and 0 < streamed.ttft_s < streamed.latency_s
     assert streamed.completion_tokens and streamed.completion_tokens >= 2
     assert len(streamed.token_times_s) >= 2
+
+
+def test_streamed_tokens_pass_the_balancer_as_they_are_made(stack: LocalStack) -> None:
+    """HAProxy must not hold small streamed chunks (``option http-no-delay``). Without it
+    the first token came about 200 ms late and the rest in one burst."""
+    client = LlmClient(stack.llm_config())
+    generation = GenerationConfig(max_tokens=24)
+    client.stream_chat("Say hello.", generation)  # the server's first request is slower
+    streamed = client.stream_chat("Count from one to thirty, one number per line.", generation)
+    times_ms = [round(1000 * t) for t in streamed.token_times_s]
+    assert len(times_ms) >= 12, streamed.text
+    assert len(set(times_ms)) >= len(times_ms) // 2, f"tokens arrived in bursts: {times_ms}"
 
 
 def _embedding_stream(stack: LocalStack, rate: float) -> RequestStream:

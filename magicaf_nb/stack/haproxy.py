@@ -55,6 +55,10 @@ defaults
     option redispatch 1
     retry-on conn-failure empty-response junk-response response-timeout 502 503 504
     option http-buffer-request
+    # Pass each streamed chunk on at once. By default HAProxy lets the kernel hold small
+    # writes for more data (MSG_MORE) for up to 200 ms: a streamed chat completion then
+    # showed its first token about 200 ms late, with the next ones in one burst.
+    option http-no-delay
 
 frontend {service}_in
     bind {bind_host}:{bind_port}
