@@ -398,7 +398,7 @@ def build_app(store: VectorStore, api_key: str | None = None) -> Starlette:
             f"search and query). {NEEDS_QDRANT}",
         )
 
-    # Starlette tries routes in order (about 1.3 us each): the searches come first.
+    # Starlette tries routes in order (each try costs about a microsecond): searches first.
     table: list[tuple[str, str, Handler]] = [
         ("POST", "/collections/{name}/points/query", query),
         ("POST", "/collections/{name}/points/query/batch", query_batch),

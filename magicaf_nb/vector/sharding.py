@@ -68,16 +68,18 @@ def wait_green(client: QdrantClient, name: str, timeout_s: float = 600.0) -> flo
 
 def search_ids(
     client: QdrantClient, name: str, queries: np.ndarray, *, hnsw_ef: int | None = None
-) -> tuple[list[list[int]], list[float]]:
-    """Top-10 ids and latency (s) of each query, one at a time."""
+) -> list[list[int]]:
+    """Top-10 ids of each query, sent one at a time through ``client`` (for recall)."""
     params = m.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
-    found, latencies = [], []
-    for q in queries:
-        t0 = time.perf_counter()
-        hits = client.query_points(name, query=q.tolist(), limit=10, search_params=params)
-        latencies.append(time.perf_counter() - t0)
-        found.append([int(p.id) for p in hits.points])
-    return found, latencies
+    return [
+        [
+            int(p.id)
+            for p in client.query_points(
+                name, query=q.tolist(), limit=10, search_params=params
+            ).points
+        ]
+        for q in queries
+    ]
 
 
 def qps(
@@ -132,7 +134,7 @@ def measure(
         name = f"{prefix}_{shards}"
         ingest_s = create_and_ingest(client, name, vectors, shards, **ingest)
         build_s = wait_green(client, name)
-        found, _ = search_ids(client, name, queries)
+        found = search_ids(client, name, queries)
         per_shard = points_per_shard(client, name)
         one = qps(url, name, queries, 1, seconds, api_key=api_key)
         eight = qps(url, name, queries, 8, seconds, api_key=api_key)
@@ -174,7 +176,7 @@ def explore(
     rows = []
     for shards in shard_counts:
         name = f"{prefix}_{shards}"
-        found, _ = search_ids(client, name, queries, hnsw_ef=hnsw_ef)
+        found = search_ids(client, name, queries, hnsw_ef=hnsw_ef)
         one = qps(url, name, queries, 1, seconds, hnsw_ef=hnsw_ef, api_key=api_key)
         rows.append(
             {
